@@ -1,0 +1,2 @@
+"""flexenv: RL environments for electricity flexibility."""
+__version__ = "0.1.0"
