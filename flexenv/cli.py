@@ -1,0 +1,137 @@
+"""The `flexenv` command line.
+
+    flexenv scenario list                      presets shipped with flexenv
+    flexenv scenario show NAME_OR_PATH         the validated scenario, with units
+    flexenv data plot NAME_OR_PATH --out F.png one day of every generated profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+# Unit of a field, read from its name's suffix (DESIGN.md §3: units in names).
+_UNIT_SUFFIXES = (
+    ("_eur_per_kw_month", "€/kW/month"),
+    ("_eur_per_mw_h", "€/MW/h"),
+    ("_eur_per_kw_h", "€/kW/h"),
+    ("_eur_per_mwh", "€/MWh"),
+    ("_eur_per_kwh", "€/kWh"),
+    ("_eur_per_day", "€/day"),
+    ("_k_per_kw", "K/kW"),
+    ("_kwh_per_k", "kWh/K"),
+    ("_pct_per_day", "%/day"),
+    ("_eur", "€"),
+    ("_kwh", "kWh"),
+    ("_kwp", "kWp"),
+    ("_kw", "kW"),
+    ("_pct", "%"),
+    ("_pu", "p.u."),
+    ("_degc", "°C"),
+    ("_deg", "°"),
+    ("_k", "K"),
+    ("_h", "h"),
+    ("_hour", "h"),
+    ("_hours", "h"),
+    ("_minutes", "min"),
+)
+
+
+def unit_of(field: str) -> str:
+    """The unit encoded in a field name ('' if none): `capacity_kwh` → 'kWh'."""
+    if field == "kwp":
+        return "kWp"
+    for suffix, unit in _UNIT_SUFFIXES:
+        if field.endswith(suffix) or field == suffix[1:]:
+            return unit
+    return ""
+
+
+def format_tree(value, name: str = "", indent: int = 0) -> list[str]:
+    """Render a nested dict/list of a dumped scenario as indented lines with units."""
+    pad = "  " * indent
+    if isinstance(value, dict):
+        if set(value) == {"low", "high"}:
+            unit = unit_of(name)
+            return [f"{pad}{name}: {value['low']:g} .. {value['high']:g} {unit}".rstrip()]
+        lines = [f"{pad}{name}:"] if name else []
+        for key, item in value.items():
+            lines += format_tree(item, key, indent + (1 if name else 0))
+        return lines
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        lines = [f"{pad}{name}:"]
+        for i, item in enumerate(value):
+            lines += format_tree(item, f"[{i}]", indent + 1)
+        return lines
+    unit = unit_of(name)
+    return [f"{pad}{name}: {value} {unit}".rstrip()]
+
+
+def _scenario_show(args) -> int:
+    from flexenv.scenario import load
+
+    scenario = load(args.scenario)
+    print("\n".join(format_tree(scenario.model_dump(mode="json"))))
+    print(f"# {scenario.n_prosumers} prosumers, {scenario.time.days} day(s) of {scenario.time.ptus_per_day} PTUs")
+    return 0
+
+
+def _scenario_list(args) -> int:
+    from flexenv.scenario import list_presets, list_tariffs, load
+
+    for name in list_presets():
+        print(f"{name:16s} {load(name).description}")
+    print("tariffs:", ", ".join(list_tariffs()))
+    return 0
+
+
+def _data_plot(args) -> int:
+    from flexenv.render import plot_scenario_day
+    from flexenv.scenario import load
+    from flexenv.scenario.data import generate
+
+    scenario = load(args.scenario)
+    data = generate(scenario, seed=args.seed)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    seed = scenario.seed if args.seed is None else args.seed
+    plot_scenario_day(data, day=args.day, path=out, title=f"{scenario.name}, seed {seed}")
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flexenv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    scenario = commands.add_parser("scenario", help="inspect scenarios").add_subparsers(dest="action", required=True)
+    show = scenario.add_parser("show", help="print a validated scenario with units")
+    show.add_argument("scenario", help="preset name or YAML path")
+    show.set_defaults(func=_scenario_show)
+    listing = scenario.add_parser("list", help="list the shipped presets")
+    listing.set_defaults(func=_scenario_list)
+
+    data = commands.add_parser("data", help="inspect generated data").add_subparsers(dest="action", required=True)
+    plot = data.add_parser("plot", help="plot one day of every profile")
+    plot.add_argument("scenario", help="preset name or YAML path")
+    plot.add_argument("--out", required=True, help="PNG file to write")
+    plot.add_argument("--day", type=int, default=0, help="episode day to plot (0-based)")
+    plot.add_argument("--seed", type=int, default=None, help="data seed (default: the scenario's)")
+    plot.set_defaults(func=_data_plot)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from flexenv.scenario import ScenarioError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ScenarioError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
