@@ -57,7 +57,10 @@ def _read_yaml(path: Path | Any) -> dict:
 
 
 def _deep_update(base: dict, overrides: dict) -> dict:
-    """Merge `overrides` into a copy of `base`; keys may be dotted paths ("time.days")."""
+    """Merge `overrides` into a copy of `base`; keys may be dotted paths ("time.days").
+
+    A mapping that names another `kind` (a different link) replaces the old one instead of merging.
+    """
     out = copy.deepcopy(base)
     for key, value in overrides.items():
         node = out
@@ -66,7 +69,9 @@ def _deep_update(base: dict, overrides: dict) -> dict:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ScenarioError(f"override {key!r}: {part!r} is not a mapping")
-        if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict):
+        current = node.get(parts[-1])
+        same_kind = not isinstance(value, dict) or value.get("kind", None) in (None, (current or {}).get("kind"))
+        if isinstance(value, dict) and isinstance(current, dict) and same_kind:
             node[parts[-1]] = _deep_update(node[parts[-1]], value)
         else:
             node[parts[-1]] = value
