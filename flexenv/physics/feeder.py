@@ -41,15 +41,17 @@ import numpy as np
 
 SQRT3 = math.sqrt(3.0)
 
-# Standard LV cables (pandapower standard types, positive sequence) used by ``Feeder.synthetic``:
+# Standard LV cables used by ``Feeder.synthetic`` (positive sequence), taken from pandapower's
+# standard types ("... SE") and from the cable types of pandapower's Kerber networks:
 # name -> (r_ohm_per_km, x_ohm_per_km, c_nf_per_km, max_i_ka)
 LV_CABLES = {
-    "NAYY 4x240 SE": (0.125, 0.08, 830.0, 0.421),
-    "NAYY 4x150 SE": (0.208, 0.08, 261.0, 0.27),
-    "NAYY 4x120 SE": (0.225, 0.08, 264.0, 0.242),
-    "NAYY 4x95": (0.313, 0.083, 630.0, 0.215),
-    "NAYY 4x50 SE": (0.642, 0.083, 210.0, 0.142),
-    "NYY 4x35": (0.524, 0.086, 670.0, 0.156),
+    "NAYY 4x185": (0.165, 0.08042478, 830.0, 0.313),  # Kerber
+    "NAYY 4x150": (0.2067, 0.08042478, 830.0, 0.275),  # Kerber
+    "NAYY 4x150 SE": (0.208, 0.08, 261.0, 0.27),  # pandapower std type
+    "NAYY 4x120 SE": (0.225, 0.08, 264.0, 0.242),  # pandapower std type
+    "NAYY 4x50": (0.6417, 0.084823, 670.0, 0.141),  # Kerber
+    "NAYY 4x50 SE": (0.642, 0.083, 210.0, 0.142),  # pandapower std type
+    "NYY 4x35": (0.5240284, 0.08513716, 0.0, 0.156),  # Kerber (house connection)
 }
 # Standard MV/LV transformers (pandapower standard types, Dyn5):
 # name -> (sn_mva, vn_hv_kv, vn_lv_kv, vk_percent, vkr_percent, pfe_kw, i0_percent, shift_degree)
@@ -96,6 +98,10 @@ class Feeder:
     # (n_bus,) bus position whose node this bus shares (closed bus-bus switches fuse buses); default
     # every bus is its own representative. Branches must refer to representative buses only.
     bus_fused_to: np.ndarray = field(default=None)
+    # Synthetic feeders only: cable type and length of each line, to rebuild them in pandapower.
+    line_type: list = field(default=None)
+    line_length_km: np.ndarray = field(default=None)
+    trafo_type: str | None = None
     # ---- radial sweep, derived in __post_init__ ----
     bus_node: np.ndarray = field(init=False)  # (n_bus,) node of each bus
     node_parent: np.ndarray = field(init=False)  # (n_node,) parent node, -1 for the slack node 0
@@ -167,8 +173,8 @@ class Feeder:
         *,
         n_feeders: int | None = None,
         trafo_type: str = "0.4 MVA 20/0.4 kV",
-        main_cables: tuple[str, ...] = ("NAYY 4x240 SE", "NAYY 4x150 SE", "NAYY 4x120 SE"),
-        branch_cable: str = "NAYY 4x95",
+        main_cables: tuple[str, ...] = ("NAYY 4x185", "NAYY 4x150", "NAYY 4x120 SE"),
+        branch_cable: str = "NAYY 4x50",
         service_cable: str = "NYY 4x35",
         segment_m: tuple[float, float] = (20.0, 60.0),
         service_m: tuple[float, float] = (8.0, 30.0),
@@ -191,6 +197,13 @@ class Feeder:
             service_m=service_m, p_branch=p_branch,
         )
         return cls(name=f"synthetic_{n_buses}_seed{seed}", **tables)
+
+
+    def to_pandapower(self):
+        """A synthetic feeder as a pandapower net without loads (to check it against ``runpp``)."""
+        from flexenv.physics.feeder_synthetic import synthetic_to_pandapower
+
+        return synthetic_to_pandapower(self)
 
 
 def line_pu(r_ohm, x_ohm, b_us, g_us, vn_kv, s_base_mva):

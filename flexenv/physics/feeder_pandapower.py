@@ -293,3 +293,19 @@ def _trafo_taps(tr: pd.DataFrame, num: dict) -> tuple[float, float, float]:
         else:
             raise ValueError(f"trafo {t_idx}: tap{t}_changer_type {ctype!r} is not supported")
     return vn["hv"], vn["lv"], shift
+
+
+def set_pandapower_injections(net, feeder, p_kw, q_kvar) -> None:
+    """Replace all loads/sgens/storage of ``net`` by one constant-power load per bus with a nonzero
+    injection ``p_kw``/``q_kvar`` (shape (n_bus,), feeder bus order, consumption positive), so that
+    ``pandapower.runpp(net)`` solves the same case as ``powerflow.solve(feeder, p_kw, q_kvar)``."""
+    import pandapower as pp
+
+    for table in ("load", "sgen", "storage", "asymmetric_load", "asymmetric_sgen"):
+        if table in net and len(net[table]):
+            net[table] = net[table].iloc[0:0]
+    p_kw = np.asarray(p_kw, dtype=np.float64)
+    q_kvar = np.asarray(q_kvar, dtype=np.float64)
+    nonzero = np.flatnonzero((p_kw != 0) | (q_kvar != 0))
+    if len(nonzero):
+        pp.create_loads(net, feeder.bus_ids[nonzero], p_kw[nonzero] / 1e3, q_mvar=q_kvar[nonzero] / 1e3)
