@@ -179,3 +179,12 @@ def test_component_streams_differ(component):
     others = [c for c in d.COMPONENTS if c != component]
     first = d.component_rng(0, component).random(4)
     assert all(not np.array_equal(first, d.component_rng(0, c).random(4)) for c in others)
+
+
+def test_fleet_comes_from_the_scenario_seed_and_days_from_the_episode_seed():
+    scenario = load("teaching10")
+    a, b = d.generate(scenario, seed=1), d.generate(scenario, seed=2)
+    assert np.array_equal(a.fleet.pv_kwp, b.fleet.pv_kwp) and np.array_equal(a.fleet.has_ev, b.fleet.has_ev)
+    assert not np.array_equal(a.load_kw, b.load_kw)
+    other_population = d.generate(load("teaching10", {"seed": 5}), seed=1)
+    assert not np.array_equal(a.fleet.annual_kwh, other_population.fleet.annual_kwh)

@@ -1,1 +1,1 @@
-
+"""Markets: retail tariffs, wholesale and imbalance settlement, DSO and reserve clearing."""

@@ -32,7 +32,9 @@ from flexenv.scenario.schema import (
 )
 
 # The order fixes each component's stream; append new components at the end, never reorder.
-COMPONENTS = ("fleet", "load", "pv", "temperature", "ev", "appliance", "day_ahead", "imbalance", "reserve")
+COMPONENTS = (
+    "fleet", "load", "pv", "temperature", "ev", "appliance", "day_ahead", "imbalance", "reserve", "forecast",
+)
 
 
 def component_rng(seed: int, component: str) -> np.random.Generator:
@@ -478,10 +480,16 @@ class ScenarioData:
 
 
 def generate(scenario: Scenario, seed: int | None = None) -> ScenarioData:
-    """All data of `scenario` for `seed` (default: the scenario's own seed)."""
+    """All data of `scenario` for the episode seed `seed` (default: the scenario's own seed).
+
+    The fleet (who owns which device, with which parameters) is the scenario's population and is
+    drawn from `scenario.seed`; the episode seed draws everything that changes from day to day
+    (loads, weather, sessions, requests, prices), so training on many seeds trains on many days of
+    the same households.
+    """
+    fleet = sample_fleet(component_rng(scenario.seed, "fleet"), scenario)
     seed = scenario.seed if seed is None else seed
     grid = TimeGrid(scenario.time.ptu_minutes, scenario.time.days, scenario.time.start_date)
-    fleet = sample_fleet(component_rng(seed, "fleet"), scenario)
     groups = scenario.prosumers
     noise_pct = np.array([groups[g].load.noise_pct for g in fleet.group], dtype=float)
     load = household_load_kw(component_rng(seed, "load"), grid, fleet.annual_kwh, noise_pct)

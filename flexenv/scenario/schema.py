@@ -249,9 +249,18 @@ class MaxPowerLink(StrictModel):
 
     kind: Literal["max_power"] = "max_power"
     retail_tariff: str = Field("two_slot_tou", description="ToU contract prices (tariff preset)")
+    n_cap_groups: int = Field(1, ge=1, le=1000, description="prosumer groups sharing one cap curve")
+    cap_min_kw: float = Field(1.0, ge=0, le=100, description="lowest cap the aggregator may send")
+    cap_max_kw: float = Field(20.0, gt=0, le=500, description="highest cap (= not capped)")
     intraday_change_margin_kw: float = Field(0.5, ge=0, le=50)
     intraday_change_fee_eur_per_kwh: float = Field(0.10, ge=0, le=5)
     manageability: Manageability = Field(default_factory=Manageability)
+
+    @model_validator(mode="after")
+    def _cap_range(self):
+        if self.cap_min_kw >= self.cap_max_kw:
+            raise ValueError(f"cap_min_kw ({self.cap_min_kw}) must be below cap_max_kw ({self.cap_max_kw})")
+        return self
 
 
 class PriceDrivenLink(StrictModel):
@@ -294,22 +303,31 @@ class TrafficLight(StrictModel):
         return self
 
 
-class IsolatedLink(StrictModel):
+class DSOBase(StrictModel):
+    """What every DSO link shares: zones, the traffic light and the regulator's quality incentive."""
+
+    n_zones: int = Field(2, ge=1, le=1000, description="tariff / cap zones, by electrical distance")
+    traffic_light: TrafficLight = Field(default_factory=TrafficLight)
+    voltage_violation_penalty_eur: float = Field(0.5, ge=0, le=100, description="per bus and PTU outside the band")
+    overload_penalty_eur: float = Field(5.0, ge=0, le=1000, description="per PTU with a line or the transformer overloaded")
+
+
+class IsolatedLink(DSOBase):
     """No signals; the DSO caps prosumers' max power in real time when a limit is left."""
 
     kind: Literal["isolated"] = "isolated"
-    traffic_light: TrafficLight = Field(default_factory=TrafficLight)
     min_cap_kw: float = Field(1.0, ge=0, le=50, description="lowest cap the DSO may impose on a prosumer")
+    no_cap_kw: float = Field(30.0, gt=0, le=500, description="cap that means 'not capped' (connection size)")
+    curtailment_compensation_eur_per_kwh: float = Field(0.20, ge=0, le=5, description="paid by the DSO per kWh capped away")
 
 
-class TariffLink(StrictModel):
+class TariffLink(DSOBase):
     """Nodal access tariffs per PTU: fixed + variable term from expected loading and losses."""
 
     kind: Literal["tariff"] = "tariff"
     fixed_eur_per_kwh: float = Field(0.03, ge=0, le=1)
     variable_max_eur_per_kwh: float = Field(0.10, ge=0, le=2, description="variable term at full expected loading")
     loading_threshold_pct: float = Field(50.0, ge=0, le=150, description="expected loading where the variable term starts")
-    traffic_light: TrafficLight = Field(default_factory=TrafficLight)
 
 
 class DSOIterativeLink(TariffLink):
@@ -390,6 +408,20 @@ class Markets(StrictModel):
     retail_tariff: str = Field("flat", description="tariff preset prosumers pay without an aggregator")
 
 
+class Preferences(StrictModel):
+    """What prosumers' comfort is worth to them: the soft penalties of their energy box and their reward."""
+
+    comfort_penalty_eur_per_kh: float = Field(2.0, ge=0, le=100, description="per K·h outside the comfort band")
+    ev_unmet_penalty_eur_per_kwh: float = Field(3.0, ge=0, le=100, description="per kWh an EV misses at departure")
+
+
+class Forecasts(StrictModel):
+    """Forecast errors of what actors plan with (seed 003 HLR#10: forecasts, never the future)."""
+
+    load_error_pct: float = Field(15.0, ge=0, le=100, description="std of the day-ahead load forecast error")
+    pv_error_pct: float = Field(20.0, ge=0, le=100, description="std of the day-ahead PV forecast error")
+
+
 class Site(StrictModel):
     latitude_deg: float = Field(50.8, ge=-66, le=66)
     annual_mean_temp_degc: float = Field(10.5, ge=-20, le=35)
@@ -410,6 +442,8 @@ class Scenario(StrictModel):
     prosumers: list[ProsumerGroup] = Field(min_length=1)
     links: Links = Field(default_factory=Links)
     markets: Markets = Field(default_factory=Markets)
+    preferences: Preferences = Field(default_factory=Preferences)
+    forecasts: Forecasts = Field(default_factory=Forecasts)
 
     @property
     def n_prosumers(self) -> int:

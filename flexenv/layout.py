@@ -1,0 +1,56 @@
+"""Named fields of a flat vector: how an agent's Box action or observation is laid out.
+
+A `Layout` is an ordered list of fields, each with a shape; `layout.size` is the Box dimension and
+`layout.view(vector, name)` reads one field back in its shape (works with a leading batch axis).
+The docs of every space (`Layout.describe()`) list the fields, their shapes and when they apply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    name: str
+    shape: tuple[int, ...]
+    doc: str
+    start: int
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape)) if self.shape else 1
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.size
+
+
+class Layout:
+    def __init__(self):
+        self.fields: dict[str, Field] = {}
+        self.size = 0
+
+    def add(self, name: str, shape: tuple[int, ...] | int, doc: str) -> "Layout":
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        field = Field(name, shape, doc, self.size)
+        self.fields[name] = field
+        self.size = field.stop
+        return self
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.fields
+
+    def view(self, vector: np.ndarray, name: str) -> np.ndarray:
+        """Field `name` of `vector` (..., size) as an array of shape (..., *field.shape)."""
+        f = self.fields[name]
+        return vector[..., f.start : f.stop].reshape(vector.shape[:-1] + f.shape)
+
+    def write(self, vector: np.ndarray, name: str, value) -> None:
+        f = self.fields[name]
+        vector[..., f.start : f.stop] = np.asarray(value).reshape(vector.shape[:-1] + (f.size,))
+
+    def describe(self) -> str:
+        return "\n".join(f"{f.name} {f.shape} [{f.start}:{f.stop}]: {f.doc}" for f in self.fields.values())
