@@ -177,58 +177,65 @@ def _solve_chunk(node_i, node_f, bus_node, consts, p_kw, q_kvar, v0, has_v0, r0,
                 vr[k, b] = vr[pk, b] * tr - vi[pk, b] * ti
                 vi[k, b] = vr[pk, b] * ti + vi[pk, b] * tr
 
-    for it in range(1, max_iter + 1):
-        # Backward sweep: currents drawn by each subtree.
-        jr[:, :] = 0.0
-        ji[:, :] = 0.0
-        for k in range(n_node - 1, 0, -1):
-            pk = parent[k]
-            gr = node_f[F_SH_RE, k]
-            gi = node_f[F_SH_IM, k]
-            tr = node_f[F_T_RE, k]
-            ti = node_f[F_T_IM, k]
+    if rows == 1:
+        # One scenario: the same arithmetic on 1-D views, without the short vector loops.
+        it, conv = _iterate_one(parent, node_f, sp[:, 0], sq[:, 0], vr[:, 0], vi[:, 0], jr[:, 0], ji[:, 0],
+                                tol, max_iter)
+        out_iter[r0] = it
+        out_conv[r0] = conv
+    else:
+        for it in range(1, max_iter + 1):
+            # Backward sweep: currents drawn by each subtree.
+            jr[:, :] = 0.0
+            ji[:, :] = 0.0
+            for k in range(n_node - 1, 0, -1):
+                pk = parent[k]
+                gr = node_f[F_SH_RE, k]
+                gi = node_f[F_SH_IM, k]
+                tr = node_f[F_T_RE, k]
+                ti = node_f[F_T_IM, k]
+                for b in range(rows):
+                    xr = vr[k, b]
+                    xi = vi[k, b]
+                    inv = 1.0 / (xr * xr + xi * xi)
+                    # conj(S / V) = (P - jQ)(Vr + jVi) / |V|^2, plus the shunt current Y V
+                    cr = (sp[k, b] * xr + sq[k, b] * xi) * inv + gr * xr - gi * xi + jr[k, b]
+                    ci = (sp[k, b] * xi - sq[k, b] * xr) * inv + gr * xi + gi * xr + ji[k, b]
+                    jr[k, b] = cr
+                    ji[k, b] = ci
+                    # seen from the parent through the tap: J * conj(1/tap)
+                    jr[pk, b] += cr * tr + ci * ti
+                    ji[pk, b] += ci * tr - cr * ti
+            # Forward sweep: voltages from the slack down.
+            dmax[:] = 0.0
+            for k in range(1, n_node):
+                pk = parent[k]
+                zr = node_f[F_Z_RE, k]
+                zi = node_f[F_Z_IM, k]
+                tr = node_f[F_T_RE, k]
+                ti = node_f[F_T_IM, k]
+                for b in range(rows):
+                    nr = vr[pk, b] * tr - vi[pk, b] * ti - (zr * jr[k, b] - zi * ji[k, b])
+                    ni = vr[pk, b] * ti + vi[pk, b] * tr - (zr * ji[k, b] + zi * jr[k, b])
+                    d = max(abs(nr - vr[k, b]), abs(ni - vi[k, b]))
+                    dmax[b] = max(dmax[b], d)
+                    # frozen rows keep their converged voltages (so batched == single, bit for bit)
+                    vr[k, b] = nr if active[b] else vr[k, b]
+                    vi[k, b] = ni if active[b] else vi[k, b]
+            any_active = False
             for b in range(rows):
-                xr = vr[k, b]
-                xi = vi[k, b]
-                inv = 1.0 / (xr * xr + xi * xi)
-                # conj(S / V) = (P - jQ)(Vr + jVi) / |V|^2, plus the shunt current Y V
-                cr = (sp[k, b] * xr + sq[k, b] * xi) * inv + gr * xr - gi * xi + jr[k, b]
-                ci = (sp[k, b] * xi - sq[k, b] * xr) * inv + gr * xi + gi * xr + ji[k, b]
-                jr[k, b] = cr
-                ji[k, b] = ci
-                # seen from the parent through the tap: J * conj(1/tap)
-                jr[pk, b] += cr * tr + ci * ti
-                ji[pk, b] += ci * tr - cr * ti
-        # Forward sweep: voltages from the slack down.
-        dmax[:] = 0.0
-        for k in range(1, n_node):
-            pk = parent[k]
-            zr = node_f[F_Z_RE, k]
-            zi = node_f[F_Z_IM, k]
-            tr = node_f[F_T_RE, k]
-            ti = node_f[F_T_IM, k]
-            for b in range(rows):
-                nr = vr[pk, b] * tr - vi[pk, b] * ti - (zr * jr[k, b] - zi * ji[k, b])
-                ni = vr[pk, b] * ti + vi[pk, b] * tr - (zr * ji[k, b] + zi * jr[k, b])
-                d = max(abs(nr - vr[k, b]), abs(ni - vi[k, b]))
-                dmax[b] = max(dmax[b], d)
-                # frozen rows keep their converged voltages (so batched == single, bit for bit)
-                vr[k, b] = nr if active[b] else vr[k, b]
-                vi[k, b] = ni if active[b] else vi[k, b]
-        any_active = False
-        for b in range(rows):
-            if active[b]:
-                out_iter[r0 + b] = it
-                check = abs(vr[n_node - 1, b]) + abs(vi[n_node - 1, b]) if n_node > 1 else 0.0
-                if not (check < 1e6 and dmax[b] < 1e6):  # NaN or blown up: diverged
-                    active[b] = False
-                elif dmax[b] < tol:
-                    active[b] = False
-                    out_conv[r0 + b] = True
-                else:
-                    any_active = True
-        if not any_active:
-            break
+                if active[b]:
+                    out_iter[r0 + b] = it
+                    check = abs(vr[n_node - 1, b]) + abs(vi[n_node - 1, b]) if n_node > 1 else 0.0
+                    if not (check < 1e6 and dmax[b] < 1e6):  # NaN or blown up: diverged
+                        active[b] = False
+                    elif dmax[b] < tol:
+                        active[b] = False
+                        out_conv[r0 + b] = True
+                    else:
+                        any_active = True
+            if not any_active:
+                break
 
     # Results per node, then per bus.
     s_kw = consts[2] * 1e3
@@ -278,6 +285,49 @@ def _solve_chunk(node_i, node_f, bus_node, consts, p_kw, q_kvar, v0, has_v0, r0,
             # angle relative to the nominal angle, so that results are unwrapped like pandapower's
             out_va[r0 + b, i] = va_nom + math.degrees(math.atan2(xi * ur - xr * ui, xr * ur + xi * ui))
             out_v[r0 + b, i] = complex(xr, xi)
+
+
+@numba.njit(cache=True)
+def _iterate_one(parent, node_f, sp, sq, vr, vi, jr, ji, tol, max_iter):
+    """The sweep iterations of ``_solve_chunk`` for a single row (identical floating-point operations)."""
+    n_node = parent.shape[0]
+    for it in range(1, max_iter + 1):
+        jr[:] = 0.0
+        ji[:] = 0.0
+        for k in range(n_node - 1, 0, -1):
+            pk = parent[k]
+            gr = node_f[F_SH_RE, k]
+            gi = node_f[F_SH_IM, k]
+            tr = node_f[F_T_RE, k]
+            ti = node_f[F_T_IM, k]
+            xr = vr[k]
+            xi = vi[k]
+            inv = 1.0 / (xr * xr + xi * xi)
+            cr = (sp[k] * xr + sq[k] * xi) * inv + gr * xr - gi * xi + jr[k]
+            ci = (sp[k] * xi - sq[k] * xr) * inv + gr * xi + gi * xr + ji[k]
+            jr[k] = cr
+            ji[k] = ci
+            jr[pk] += cr * tr + ci * ti
+            ji[pk] += ci * tr - cr * ti
+        dmax = 0.0
+        for k in range(1, n_node):
+            pk = parent[k]
+            zr = node_f[F_Z_RE, k]
+            zi = node_f[F_Z_IM, k]
+            tr = node_f[F_T_RE, k]
+            ti = node_f[F_T_IM, k]
+            nr = vr[pk] * tr - vi[pk] * ti - (zr * jr[k] - zi * ji[k])
+            ni = vr[pk] * ti + vi[pk] * tr - (zr * ji[k] + zi * jr[k])
+            d = max(abs(nr - vr[k]), abs(ni - vi[k]))
+            dmax = max(dmax, d)
+            vr[k] = nr
+            vi[k] = ni
+        check = abs(vr[n_node - 1]) + abs(vi[n_node - 1]) if n_node > 1 else 0.0
+        if not (check < 1e6 and dmax < 1e6):
+            return it, False
+        if dmax < tol:
+            return it, True
+    return max_iter, False
 
 
 @numba.njit(cache=True)
