@@ -148,7 +148,7 @@ class Feeder:
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def from_pandapower(cls, net, name: str | None = None) -> "Feeder":
+    def from_pandapower(cls, net, name: str | None = None) -> Feeder:
         """Import a radial pandapower LV network with one external grid and one transformer.
 
         Bus ``i`` of the feeder is ``net.bus.index[i]``; line ``j`` is ``feeder.line_ids[j]``.
@@ -179,7 +179,7 @@ class Feeder:
         segment_m: tuple[float, float] = (20.0, 60.0),
         service_m: tuple[float, float] = (8.0, 30.0),
         p_branch: float = 0.15,
-    ) -> "Feeder":
+    ) -> Feeder:
         """A seeded, realistic radial LV feeder (same ``seed`` -> identical arrays, bit for bit).
 
         Layout: a 20 kV slack bus, the MV/LV transformer ``trafo_type`` (Dyn5), an LV busbar and

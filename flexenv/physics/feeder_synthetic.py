@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from flexenv.physics.feeder import (
-    BRANCH_LINE, BRANCH_TRAFO, LV_CABLES, LV_TRAFOS, SQRT3, line_pu, trafo_pu,
+    BRANCH_LINE,
+    BRANCH_TRAFO,
+    LV_CABLES,
+    LV_TRAFOS,
+    SQRT3,
+    line_pu,
+    trafo_pu,
 )
 
 F_HZ = 50.0

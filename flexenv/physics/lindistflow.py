@@ -79,7 +79,7 @@ def lindistflow(feeder: Feeder, vm_ref_pu=None) -> LinDistFlow:
     vm_ref_pu: optional (n_bus,) magnitudes of an operating point to linearise around (e.g. the last
         AC solution's ``vm_pu``); default: the slack voltage behind the transformer taps.
     """
-    node_i, node_f, bus_node, consts = kernel_arrays(feeder)
+    _, node_f, bus_node, _ = kernel_arrays(feeder)
     n_node, n_bus = feeder.n_node, feeder.n_bus
     parent = feeder.node_parent
     kw_to_pu = 1e-3 / feeder.s_base_mva
