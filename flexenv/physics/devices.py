@@ -250,13 +250,21 @@ def _state2(x, name: str, shape: tuple) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Kernels
 # ---------------------------------------------------------------------------------------------
+# Per-device updates for one prosumer (scalars). The batched kernels below loop over them, and the
+# engine's fused household kernel (flexenv.physics.household) calls the same functions.
+@nb.njit(cache=True)
+def pv_update(available_kw, request_used_kw):
+    """PV power used (kW): the request cut to [0, available]."""
+    return min(max(request_used_kw, 0.0), available_kw)
+
+
 @nb.njit(cache=True)
 def _pv_step_kernel(available_kw, request_used_kw):
     B, P = available_kw.shape
     used = np.empty((B, P))
     for b in range(B):
         for p in range(P):
-            used[b, p] = min(max(request_used_kw[b, p], 0.0), available_kw[b, p])
+            used[b, p] = pv_update(available_kw[b, p], request_used_kw[b, p])
     return used, -used, available_kw - used, request_used_kw - used
 
 
@@ -280,30 +288,37 @@ def _battery_limits(e, cap, pcmax, pdmax, eta_c, eta_d, keep, dt):
 
 
 @nb.njit(cache=True)
+def battery_power_limits(e, cap, pcmax, pdmax, eta_c, eta_d, sd_per_h, dt):
+    """Feasible (max charge, max discharge) power (kW) of one battery holding e kWh, over one PTU."""
+    return _battery_limits(e, cap, pcmax, pdmax, eta_c, eta_d, (1.0 - sd_per_h) ** dt, dt)
+
+
+@nb.njit(cache=True)
+def battery_update(e, request_kw, cap, pcmax, pdmax, eta_c, eta_d, sd_per_h, dt):
+    """One battery over one PTU: (new energy kWh, power kW) for a requested power (+ charge)."""
+    if cap <= 0.0:
+        return 0.0, 0.0
+    keep = (1.0 - sd_per_h) ** dt
+    pc_max, pd_max = _battery_limits(e, cap, pcmax, pdmax, eta_c, eta_d, keep, dt)
+    if request_kw >= 0.0:
+        power = min(request_kw, pc_max)
+        e_new = keep * e + dt * eta_c * power
+    else:
+        power = -min(-request_kw, pd_max)
+        e_new = keep * e + dt * power / eta_d
+    # clip rounding noise only (the limits keep e_new inside [0, cap] exactly in reals)
+    return min(max(e_new, 0.0), cap), power
+
+
+@nb.njit(cache=True)
 def _battery_step_kernel(energy_kwh, request_kw, cap, pcmax, pdmax, eta_c, eta_d, sd_per_h, dt):
     B, P = energy_kwh.shape
     new_e = np.empty((B, P))
     power = np.empty((B, P))
     for b in range(B):
         for p in range(P):
-            keep = (1.0 - sd_per_h[p]) ** dt
-            if cap[p] <= 0.0:
-                new_e[b, p] = 0.0
-                power[b, p] = 0.0
-                continue
-            e = energy_kwh[b, p]
-            pc_max, pd_max = _battery_limits(e, cap[p], pcmax[p], pdmax[p], eta_c[p], eta_d[p], keep, dt)
-            r = request_kw[b, p]
-            if r >= 0.0:
-                pc = min(r, pc_max)
-                e_new = keep * e + dt * eta_c[p] * pc
-                power[b, p] = pc
-            else:
-                pd = min(-r, pd_max)
-                e_new = keep * e - dt * pd / eta_d[p]
-                power[b, p] = -pd
-            # clip rounding noise only (limits above keep e_new inside [0, cap] exactly in reals)
-            new_e[b, p] = min(max(e_new, 0.0), cap[p])
+            new_e[b, p], power[b, p] = battery_update(energy_kwh[b, p], request_kw[b, p], cap[p], pcmax[p], pdmax[p],
+                                                      eta_c[p], eta_d[p], sd_per_h[p], dt)
     return new_e, power, request_kw - power
 
 
@@ -325,6 +340,27 @@ def battery_step(energy_kwh, request_kw, params: BatteryParams, dt_h: float):
 
 
 @nb.njit(cache=True)
+def ev_update(t, need_kwh, request_kw, cap, pmax, eta, v2g, arrival, departure, energy_needed, dt):
+    """One EV over PTU t: (new need kWh, power kW, unmet kWh at departure)."""
+    present = cap > 0.0 and arrival <= t < departure
+    if not present:
+        return need_kwh, 0.0, 0.0
+    n = energy_needed if t == arrival else need_kwh
+    power = 0.0
+    if request_kw >= 0.0:
+        power = min(request_kw, pmax, max(n, 0.0) / (eta * dt))
+        n_new = n - dt * eta * power
+    elif v2g:
+        power = -min(-request_kw, pmax, max(cap - n, 0.0) * eta / dt)
+        n_new = n - dt * power / eta
+    else:
+        n_new = n
+    n_new = min(max(n_new, 0.0), cap)
+    unmet = n_new if t == departure - 1 else 0.0
+    return n_new, power, unmet
+
+
+@nb.njit(cache=True)
 def _ev_step_kernel(t, need_kwh, request_kw, cap, pmax, eta, v2g, arrival, departure, energy_needed, dt):
     B, P = need_kwh.shape
     new_need = np.empty((B, P))
@@ -332,26 +368,9 @@ def _ev_step_kernel(t, need_kwh, request_kw, cap, pmax, eta, v2g, arrival, depar
     unmet = np.zeros((B, P))
     for b in range(B):
         for p in range(P):
-            present = cap[p] > 0.0 and arrival[p] <= t < departure[p]
-            if not present:
-                new_need[b, p] = need_kwh[b, p]
-                continue
-            n = energy_needed[p] if t == arrival[p] else need_kwh[b, p]
-            r = request_kw[b, p]
-            if r >= 0.0:
-                pc = min(r, pmax[p], max(n, 0.0) / (eta[p] * dt))
-                n_new = n - dt * eta[p] * pc
-                power[b, p] = pc
-            elif v2g[p]:
-                pd = min(-r, pmax[p], max(cap[p] - n, 0.0) * eta[p] / dt)
-                n_new = n + dt * pd / eta[p]
-                power[b, p] = -pd
-            else:
-                n_new = n
-            n_new = min(max(n_new, 0.0), cap[p])
-            new_need[b, p] = n_new
-            if t == departure[p] - 1:
-                unmet[b, p] = n_new
+            new_need[b, p], power[b, p], unmet[b, p] = ev_update(
+                t, need_kwh[b, p], request_kw[b, p], cap[p], pmax[p], eta[p], v2g[p], arrival[p], departure[p],
+                energy_needed[p], dt)
     return new_need, power, request_kw - power, unmet
 
 
@@ -401,6 +420,16 @@ def building_coeff(r, c, dt):
 
 
 @nb.njit(cache=True)
+def heat_pump_update(temp, request_kw, cop, t_out, pmax, r, c, tmin, tmax, dt):
+    """One heat pump and building over one PTU: (new indoor °C, power kW, comfort violation K·h)."""
+    power = min(max(request_kw, 0.0), pmax)
+    a = building_coeff(r, c, dt)
+    t_new = a * temp + (1.0 - a) * (t_out + r * cop * power)
+    viol = dt * (max(tmin - t_new, 0.0) + max(t_new - tmax, 0.0)) if pmax > 0.0 else 0.0
+    return t_new, power, viol
+
+
+@nb.njit(cache=True)
 def _heat_pump_step_kernel(temp, request_kw, cop, t_out, pmax, r, c, tmin, tmax, dt):
     B, P = temp.shape
     new_t = np.empty((B, P))
@@ -408,15 +437,8 @@ def _heat_pump_step_kernel(temp, request_kw, cop, t_out, pmax, r, c, tmin, tmax,
     viol = np.empty((B, P))
     for b in range(B):
         for p in range(P):
-            pw = min(max(request_kw[b, p], 0.0), pmax[p])
-            a = building_coeff(r[p], c[p], dt)
-            tn = a * temp[b, p] + (1.0 - a) * (t_out[b] + r[p] * cop[b, p] * pw)
-            new_t[b, p] = tn
-            power[b, p] = pw
-            if pmax[p] > 0.0:
-                viol[b, p] = dt * (max(tmin[p] - tn, 0.0) + max(tn - tmax[p], 0.0))
-            else:
-                viol[b, p] = 0.0
+            new_t[b, p], power[b, p], viol[b, p] = heat_pump_update(
+                temp[b, p], request_kw[b, p], cop[b, p], t_out[b], pmax[p], r[p], c[p], tmin[p], tmax[p], dt)
     return new_t, power, request_kw - power, viol
 
 
@@ -443,32 +465,38 @@ def heat_pump_step(temp_degc, request_kw, cop, t_out_degc, params: HeatPumpParam
 
 
 @nb.njit(cache=True)
+def appliance_update(t, start_ptu, start_request, profile, earliest, latest):
+    """One appliance over PTU t (profile: (L,) kW): (new start PTU, power kW, forced start)."""
+    L = profile.shape[0]
+    has = False
+    for k in range(L):
+        if profile[k] > 0.0:
+            has = True
+            break
+    if not has:
+        return start_ptu, 0.0, False
+    s = start_ptu
+    forced = False
+    if s < 0 and t >= earliest:
+        if t >= latest:
+            forced = not start_request
+            s = t
+        elif start_request:
+            s = t
+    power = profile[t - s] if s >= 0 and 0 <= t - s < L else 0.0
+    return s, power, forced
+
+
+@nb.njit(cache=True)
 def _appliance_step_kernel(t, start_ptu, start_request, profile, earliest, latest):
     B, P = start_ptu.shape
-    L = profile.shape[1]
     new_start = start_ptu.copy()
     power = np.zeros((B, P))
     forced = np.zeros((B, P), dtype=np.bool_)
     for b in range(B):
         for p in range(P):
-            has = False
-            for k in range(L):
-                if profile[p, k] > 0.0:
-                    has = True
-                    break
-            if not has:
-                continue
-            s = start_ptu[b, p]
-            if s < 0 and t >= earliest[p]:
-                if t >= latest[p]:
-                    if not start_request[b, p]:
-                        forced[b, p] = True
-                    s = t
-                elif start_request[b, p]:
-                    s = t
-            new_start[b, p] = s
-            if s >= 0 and 0 <= t - s < L:
-                power[b, p] = profile[p, t - s]
+            new_start[b, p], power[b, p], forced[b, p] = appliance_update(
+                t, start_ptu[b, p], start_request[b, p], profile[p], earliest[p], latest[p])
     return new_start, power, forced
 
 
@@ -494,17 +522,23 @@ def appliance_step(t: int, start_ptu, start_request, params: ApplianceParams):
 # No-control behaviour (the requests each device makes when nobody controls it)
 # ---------------------------------------------------------------------------------------------
 @nb.njit(cache=True)
+def thermostat_request(temp, cop, t_out, pmax, r, c, tset, dt):
+    """No-control heat pump: the power (in [0, pmax]) that brings the indoor temperature to the set
+    point at the end of the PTU."""
+    if pmax <= 0.0:
+        return 0.0
+    a = building_coeff(r, c, dt)
+    need = ((tset - a * temp) / (1.0 - a) - t_out) / (r * cop)
+    return min(max(need, 0.0), pmax)
+
+
+@nb.njit(cache=True)
 def _heat_pump_thermostat_kernel(temp, cop, t_out, pmax, r, c, tset, dt):
     B, P = temp.shape
     req = np.zeros((B, P))
     for b in range(B):
         for p in range(P):
-            if pmax[p] <= 0.0:
-                continue
-            a = building_coeff(r[p], c[p], dt)
-            # power that brings the temperature exactly to the set point at the end of the PTU
-            need = ((tset[p] - a * temp[b, p]) / (1.0 - a) - t_out[b]) / (r[p] * cop[b, p])
-            req[b, p] = min(max(need, 0.0), pmax[p])
+            req[b, p] = thermostat_request(temp[b, p], cop[b, p], t_out[b], pmax[p], r[p], c[p], tset[p], dt)
     return req
 
 
