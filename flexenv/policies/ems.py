@@ -1,0 +1,1196 @@
+"""Energy-box EMS: each prosumer optimises its own devices against the signals it receives.
+
+Problem (per prosumer, over the remaining horizon of H PTUs, ``dt`` hours each)::
+
+    min  sum_t dt * (pi_t * max(n_t, 0) - pe_t * max(-n_t, 0))             bill
+       + sum_t dt * M * (max(n_t - cap_imp_t, 0) + max(-n_t - cap_exp_t, 0))   soft caps
+       + sum_t dt * w_c * (max(t_min - T_t, 0) + max(T_t - t_max, 0))           comfort (K·h)
+       + w_ev * unmet EV energy at the end of the session window                EV
+    n_t = load_t + appliance_t - pv_used_t + battery_t + ev_t + heat_pump_t
+
+subject to the device dynamics of :mod:`flexenv.physics.devices`. Caps are soft with a large penalty
+``M`` so an infeasible request (cap below the inflexible load) gives the minimal violation, reported
+in the plan, instead of an error; likewise EV energy that cannot fit its window is reported as unmet
+energy and comfort violations as K·h. The weights are in :class:`Penalties`.
+
+Algorithm (numba, parallel over prosumers, no solver call): PV curtailment is folded into the cost
+of the net power, which turns the cost of every PTU into a convex piecewise-linear (PL) function
+``F_t`` of the net power without PV. Then block coordinate descent over the devices: the appliance by
+enumerating its starts, and each storage-like device (battery, EV, heat pump + building) by an exact
+dynamic programme on convex PL value functions of its one-dimensional state (stored energy,
+delivered EV energy, indoor temperature): backward inf-convolutions of PL functions, then a forward
+pass. Each block is solved exactly against the others' current power; to let the blocks trade the
+cheap energy around kinks of ``F_t`` (zero net power, caps) the first sweeps use a smoothed ``F_t``
+(each kink spread over ``smoothing_kw``), the last sweeps the exact one.
+
+Exactness caveats (measured against the MILP in ``benchmarks/ems.py``): block coordinate descent is
+not guaranteed to reach the joint optimum; with export price > import price or negative prices the
+per-device stage cost can be non-convex at zero power, where its convex hull is used (the executed
+plan stays feasible, only optimality is lost).
+
+Horizon conventions (shared with the MILP in ``baselines.oracle.prosumer``):
+- arrays cover PTUs ``t0 .. t0 + H - 1`` of the day;
+- EV: present on horizon steps with ``arrival <= t0 + k < departure``; an overnight session
+  (departure beyond the horizon) must be served by the end of the horizon (conservative). The
+  energy to deliver is ``energy_needed_kwh`` if the EV arrives at or after ``t0``, else the current
+  ``ev_need_kwh`` state;
+- appliance: a started appliance's remaining profile is fixed load; an unstarted one may start in
+  ``[max(earliest, t0), min(latest, t0 + H - len)]`` (len = profile length without trailing zeros),
+  or at ``t0`` when its latest start has passed; if its earliest start is beyond the horizon it is
+  not planned. Energy beyond the horizon is not counted.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba as nb
+import numpy as np
+
+from flexenv.physics import devices as dv
+
+BIG_KW = 1.0e6  # stands for "no cap" inside the numeric kernels
+
+
+class Penalties(NamedTuple):
+    """Soft-constraint weights of the prosumer objective (EMS and MILP use the same)."""
+
+    comfort_eur_per_kh: float = 2.0  # per K·h outside the comfort band
+    ev_unmet_eur_per_kwh: float = 3.0  # per kWh the EV misses at departure
+    cap_violation_eur_per_kwh: float = 20.0  # per kWh beyond an import or export cap
+
+
+class ProsumerProblem(NamedTuple):
+    """One planning problem for P prosumers over the H PTUs starting at day PTU ``t0``.
+
+    dt_h: PTU length (h). load_kw, pv_avail_kw: (P, H) inflexible load and available PV power (kW).
+    t_out_degc: (H,) outdoor temperature. cop: (P, H) heat-pump COP. import_price_eur_per_kwh,
+    export_price_eur_per_kwh: (P, H). import_cap_kw, export_cap_kw: (P, H), ``inf`` = no cap (the export
+    cap bounds ``-n``). devices: :class:`flexenv.physics.devices.ProsumerDevices` (day PTU indices).
+    battery_energy_kwh, ev_need_kwh, indoor_temp_degc: (P,) current states; appliance_start_ptu: (P,)
+    int64 (-1 = not started). t0: first PTU of the horizon.
+    """
+
+    dt_h: float
+    load_kw: np.ndarray
+    pv_avail_kw: np.ndarray
+    t_out_degc: np.ndarray
+    cop: np.ndarray
+    import_price_eur_per_kwh: np.ndarray
+    export_price_eur_per_kwh: np.ndarray
+    import_cap_kw: np.ndarray
+    export_cap_kw: np.ndarray
+    devices: dv.ProsumerDevices
+    battery_energy_kwh: np.ndarray
+    ev_need_kwh: np.ndarray
+    indoor_temp_degc: np.ndarray
+    appliance_start_ptu: np.ndarray
+    t0: int = 0
+
+
+class Prepared(NamedTuple):
+    """Horizon-relative numeric arrays (see module docstring for the conventions); shapes (P,) or (P, H)."""
+
+    dt: float
+    base_kw: np.ndarray  # load + remaining profile of an already started appliance
+    pv_kw: np.ndarray
+    pi: np.ndarray
+    pe: np.ndarray
+    cap_imp: np.ndarray  # BIG_KW where uncapped
+    cap_exp: np.ndarray
+    bat_cap: np.ndarray
+    bat_pc: np.ndarray
+    bat_pd: np.ndarray
+    bat_eta_c: np.ndarray
+    bat_eta_d: np.ndarray
+    bat_keep: np.ndarray
+    bat_e0: np.ndarray
+    ev_cap: np.ndarray
+    ev_pmax: np.ndarray
+    ev_eta: np.ndarray
+    ev_v2g: np.ndarray
+    ev_lo: np.ndarray  # first present horizon step
+    ev_hi: np.ndarray  # one past the last present horizon step (0 = no session)
+    ev_need0: np.ndarray
+    hp_pmax: np.ndarray
+    hp_a: np.ndarray  # building retention per PTU
+    hp_beta: np.ndarray  # (P, H): (1 - a) * t_out
+    hp_gain: np.ndarray  # (P, H): (1 - a) * R * cop, K per kW
+    hp_tmin: np.ndarray
+    hp_tmax: np.ndarray
+    hp_T0: np.ndarray
+    app_prof: np.ndarray  # (P, L)
+    app_has: np.ndarray  # bool: an unstarted appliance to plan
+    app_lo: np.ndarray  # first allowed start (horizon step)
+    app_hi: np.ndarray  # last allowed start (horizon step)
+    w_comfort: float
+    w_ev: float
+    w_cap: float
+
+
+def prepare(pb: ProsumerProblem, pen: Penalties = Penalties()) -> Prepared:
+    """Validate a problem and convert it to horizon-relative arrays. Raises ValueError on bad input."""
+    dt = dv._dt(pb.dt_h)
+    load = dv._as_float(pb.load_kw, "load_kw", ndim=2)
+    P, H = load.shape
+    if H < 1:
+        raise ValueError("load_kw: horizon must have at least one PTU")
+    f2 = lambda x, n: dv._as_float(x, n, shape=(P, H))  # noqa: E731
+    pv = f2(pb.pv_avail_kw, "pv_avail_kw")
+    dv._nonneg(pv, "pv_avail_kw")
+    tout = dv._as_float(pb.t_out_degc, "t_out_degc", shape=(H,))
+    cop = f2(pb.cop, "cop")
+    if np.any(cop < 1.0 - 1e-12):
+        raise ValueError("cop: must be >= 1")
+    pi = f2(pb.import_price_eur_per_kwh, "import_price_eur_per_kwh")
+    pe = f2(pb.export_price_eur_per_kwh, "export_price_eur_per_kwh")
+    caps = []
+    for name in ("import_cap_kw", "export_cap_kw"):
+        c = np.asarray(getattr(pb, name), dtype=np.float64)
+        if c.shape != (P, H) or np.any(np.isnan(c)):
+            raise ValueError(f"{name}: expected shape {(P, H)} without NaN (inf = no cap), got {c.shape}")
+        dv._nonneg(c, name)
+        caps.append(np.minimum(c, BIG_KW))
+    d = pb.devices
+    bat = dv.validate_battery(d.battery, P)
+    ev, ses = dv.validate_ev(d.ev, d.sessions, P)
+    hp = dv.validate_heat_pump(d.heat_pump, P)
+    app = dv.validate_appliance(d.appliance, P)
+    e0 = dv._as_float(pb.battery_energy_kwh, "battery_energy_kwh", shape=(P,))
+    if np.any(e0 < -1e-9) or np.any(e0 > bat.capacity_kwh + 1e-9):
+        raise ValueError("battery_energy_kwh: must be within [0, capacity_kwh]")
+    e0 = np.clip(e0, 0.0, bat.capacity_kwh)
+    need_state = dv._as_float(pb.ev_need_kwh, "ev_need_kwh", shape=(P,))
+    dv._nonneg(need_state, "ev_need_kwh")
+    T0 = dv._as_float(pb.indoor_temp_degc, "indoor_temp_degc", shape=(P,))
+    start = dv._as_int(pb.appliance_start_ptu, "appliance_start_ptu", shape=(P,))
+    t0 = int(pb.t0)
+    if t0 < 0:
+        raise ValueError("t0: must be >= 0")
+    if min(pen) < 0:
+        raise ValueError("penalties: must be >= 0")
+    if np.any(np.abs(pi) >= pen.cap_violation_eur_per_kwh) or np.any(np.abs(pe) >= pen.cap_violation_eur_per_kwh):
+        raise ValueError("prices: magnitude must stay below cap_violation_eur_per_kwh")
+
+    # EV window relative to the horizon, deadline clipped to the horizon end
+    lo = np.clip(ses.arrival_ptu - t0, 0, H)
+    hi = np.clip(ses.departure_ptu - t0, 0, H)
+    has_ev = (ev.capacity_kwh > 0) & (hi > lo) & (ev.p_max_kw > 0)
+    hi = np.where(has_ev, hi, 0)
+    lo = np.where(has_ev, lo, 0)
+    need0 = np.where(ses.arrival_ptu >= t0, ses.energy_needed_kwh, np.minimum(need_state, ev.capacity_kwh))
+    need0 = np.where(has_ev, need0, 0.0)
+
+    # appliance: started -> fixed load; unstarted -> start window inside the horizon
+    prof = app.profile_kw
+    L = prof.shape[1]
+    nz = prof > 0
+    length = np.where(nz.any(1), L - np.argmax(nz[:, ::-1], axis=1), 0)
+    base = load.copy()
+    k = np.arange(H)
+    started = (start >= 0) & (length > 0)
+    for_rows = np.nonzero(started)[0]
+    if for_rows.size:  # vectorised over the started rows
+        off = (t0 + k)[None, :] - start[for_rows, None]
+        ok = (off >= 0) & (off < L)
+        base[for_rows] += np.where(ok, prof[for_rows][np.arange(for_rows.size)[:, None], np.clip(off, 0, L - 1)], 0.0)
+    a_lo = np.maximum(app.earliest_start_ptu - t0, 0)
+    a_hi = np.minimum(app.latest_start_ptu - t0, H - length)
+    a_hi = np.maximum(a_hi, a_lo)
+    overdue = app.latest_start_ptu - t0 < 0
+    a_lo = np.where(overdue, 0, a_lo)
+    a_hi = np.where(overdue, 0, a_hi)
+    app_has = (length > 0) & (~started) & (a_lo < H)
+    a_hi = np.minimum(a_hi, H - 1)
+
+    a = np.exp(-dt / (hp.r_k_per_kw * hp.c_kwh_per_k))
+    return Prepared(
+        dt, base, pv, pi, pe, caps[0], caps[1],
+        bat.capacity_kwh, np.where(bat.capacity_kwh > 0, bat.p_charge_max_kw, 0.0),
+        np.where(bat.capacity_kwh > 0, bat.p_discharge_max_kw, 0.0), bat.eta_charge, bat.eta_discharge,
+        (1.0 - bat.self_discharge_per_h) ** dt, e0,
+        ev.capacity_kwh, np.where(has_ev, ev.p_max_kw, 0.0), ev.eta_charge, ev.v2g, lo.astype(np.int64),
+        hi.astype(np.int64), need0,
+        hp.p_max_kw, a, (1.0 - a)[:, None] * tout[None, :], (1.0 - a)[:, None] * hp.r_k_per_kw[:, None] * cop,
+        hp.t_min_degc, hp.t_max_degc, T0,
+        prof, app_has, np.where(app_has, a_lo, 0).astype(np.int64), np.where(app_has, a_hi, 0).astype(np.int64),
+        float(pen.comfort_eur_per_kh), float(pen.ev_unmet_eur_per_kwh), float(pen.cap_violation_eur_per_kwh),
+    )
+
+
+# =============================================================================================
+# Numeric kernel
+# =============================================================================================
+NMAX = 512  # max breakpoints of a value function per stage (coarsened beyond, counted)
+
+
+@nb.njit(cache=True)
+def _f_grid(n, pi, pe, ci, ce, M):
+    """Cost rate (EUR/h) of net power n (kW) with soft caps."""
+    return pi * max(n, 0.0) - pe * max(-n, 0.0) + M * (max(n - ci, 0.0) + max(-n - ce, 0.0))
+
+
+@nb.njit(cache=True)
+def _build_F(pi, pe, ci, ce, M, A, delta, nsub, kx, ks):
+    """PL cost rate F(n) = min_{0<=c<=A} f(n - c) of the net power without PV (PV folded in), kinks
+    smoothed over ``delta`` kW (nsub sub-kinks each). Fills kinks kx, slopes ks (len nk + 1); returns
+    (nk, value at kx[0])."""
+    fk = (-ce, 0.0, ci)
+    fs = (pe - M, pe, pi, pi + M)
+    # leftmost minimiser of f (where the slope turns >= 0)
+    j = 2
+    for i in range(3):
+        if fs[i + 1] >= 0.0:
+            j = i
+            break
+    xs = fk[j]
+    s0 = fs[0]
+    x_first = fk[0] if j > 0 else xs
+    v_first = _f_grid(x_first, pi, pe, ci, ce, M)  # F = f left of the minimiser
+    # kinks of F with their slope jumps: f's kinks left of xs, xs, xs + A, f's kinks right (+ A);
+    # written straight into kx (positions) and ks (jumps), nsub copies each when smoothing
+    nk = 0
+    for q in range(5):
+        if q < j:
+            x, jump = fk[q], fs[q + 1] - fs[q]
+        elif q == j:
+            x, jump = xs, -fs[j]
+        elif q == j + 1:
+            x, jump = xs + A, fs[j + 1]
+        elif q - 1 < 3:
+            x, jump = fk[q - 1] + A, fs[q] - fs[q - 1]
+        else:
+            break
+        if jump == 0.0:
+            continue
+        if delta <= 0.0 or nsub <= 1:
+            kx[nk] = x
+            ks[nk] = jump
+            nk += 1
+        else:
+            for r in range(nsub):
+                kx[nk] = x + delta * ((r + 0.5) / nsub - 0.5)
+                ks[nk] = jump / nsub
+                nk += 1
+    # sort kinks (insertion sort, few elements), then turn jumps into slopes
+    for i in range(1, nk):
+        x = kx[i]
+        sj = ks[i]
+        q = i - 1
+        while q >= 0 and kx[q] > x:
+            kx[q + 1] = kx[q]
+            ks[q + 1] = ks[q]
+            q -= 1
+        kx[q + 1] = x
+        ks[q + 1] = sj
+    if nk == 0:
+        ks[0] = s0
+        return 0, v_first - s0 * x_first  # single line, value at 0
+    v0 = v_first + s0 * (kx[0] - x_first)  # left asymptote kept exact
+    # jumps -> slopes in place: s_{i+1} = s_i + jump_i, computed from the right end
+    acc = s0
+    for i in range(nk):
+        acc += ks[i]
+    ks[nk] = acc
+    for i in range(nk - 1, 0, -1):
+        ks[i] = ks[i + 1] - ks[i]
+    ks[0] = s0
+    return nk, v0
+
+
+@nb.njit(cache=True)
+def _F_eval(n, kx, ks, nk, v0):
+    if nk == 0:
+        return v0 + ks[0] * n
+    if n <= kx[0]:
+        return v0 + ks[0] * (n - kx[0])
+    v = v0
+    for i in range(nk - 1):
+        if n <= kx[i + 1]:
+            return v + ks[i + 1] * (n - kx[i])
+        v += ks[i + 1] * (kx[i + 1] - kx[i])
+    return v + ks[nk] * (n - kx[nk - 1])
+
+
+BIG_MU = 1.0e9
+
+
+@nb.njit(cache=True)
+def _pl_slopes(x, y, n, q):
+    """Left and right slopes of a PL function (points x, y) at q (0 for a single point)."""
+    if n == 1:
+        return 0.0, 0.0
+    i = np.searchsorted(x[:n], q)  # first index with x >= q
+    if i <= 0:
+        s = (y[1] - y[0]) / (x[1] - x[0])
+        return s, s
+    if i >= n:
+        s = (y[n - 1] - y[n - 2]) / (x[n - 1] - x[n - 2])
+        return s, s
+    sl = (y[i] - y[i - 1]) / (x[i] - x[i - 1])
+    if x[i] - q <= 1e-12 * (1.0 + abs(q)) and i < n - 1:
+        return sl, (y[i + 1] - y[i]) / (x[i + 1] - x[i])
+    return sl, sl
+
+
+@nb.njit(cache=True)
+def _F0(n, pi, pe, ci, ce, M, A):
+    """Exact cost rate with PV folded in: min over x in [n - A, n] of f(x), and the minimiser."""
+    best_x = n - A
+    best_f = _f_grid(best_x, pi, pe, ci, ce, M)
+    for kink in (-ce, 0.0, ci):
+        x = min(max(kink, n - A), n)
+        fx = _f_grid(x, pi, pe, ci, ce, M)
+        if fx < best_f - 1e-12:
+            best_f = fx
+            best_x = x
+    return best_f, best_x
+
+
+@nb.njit(cache=True)
+def _exchange_F(kx, ks, nk, v0, n_cur, mu_p, mu_m, gx, gs):
+    """F with the marginal values of the other devices: right of the current net n_cur the slope is
+    min(F', mu_m) (another device can give power at cost mu_m), left of it max(F', mu_p) (another
+    device would take power for mu_p). Fills kinks gx / slopes gs; returns (n kinks, value at gx[0])."""
+    m = 0
+    ins = False
+    for i in range(nk):
+        if not ins and n_cur <= kx[i]:
+            gx[m] = n_cur
+            m += 1
+            ins = True
+        gx[m] = kx[i]
+        m += 1
+    if not ins:
+        gx[m] = n_cur
+        m += 1
+    # slopes of the segments left of gx[0], between kinks, right of the last kink
+    for i in range(m + 1):
+        if i == 0:
+            s = ks[0]
+            right = gx[0] >= n_cur
+        elif i == m:
+            s = ks[nk]
+            right = True
+        else:
+            mid = 0.5 * (gx[i - 1] + gx[i])
+            j = 0
+            while j < nk and kx[j] < mid:
+                j += 1
+            s = ks[j]
+            right = gx[i - 1] >= n_cur
+        if right:
+            s = min(s, mu_m)
+        else:
+            s = max(s, mu_p)
+        gs[i] = s
+    # value at gx[0]: F(n_cur) minus the integral of the new slopes from gx[0] to n_cur
+    v = _F_eval(n_cur, kx, ks, nk, v0)
+    for i in range(1, m):
+        if gx[i] <= n_cur:
+            v -= gs[i] * (gx[i] - gx[i - 1])
+    return m, v
+
+
+@nb.njit(cache=True)
+def _lower_hull(x, y, n):
+    """In-place lower convex hull of points sorted by x (merges near-equal x, drops collinear points)."""
+    m = 0
+    for i in range(n):
+        xi = x[i]
+        yi = y[i]
+        if m > 0 and xi - x[m - 1] <= 1e-12 * (1.0 + abs(xi)):
+            if yi < y[m - 1]:
+                y[m - 1] = yi
+                # the lowered point may break convexity behind it
+                while m >= 3:
+                    s1 = (y[m - 2] - y[m - 3]) / (x[m - 2] - x[m - 3])
+                    s2 = (y[m - 1] - y[m - 2]) / (x[m - 1] - x[m - 2])
+                    if s2 <= s1 + 1e-11:
+                        x[m - 2] = x[m - 1]
+                        y[m - 2] = y[m - 1]
+                        m -= 1
+                    else:
+                        break
+            continue
+        while m >= 2:
+            s1 = (y[m - 1] - y[m - 2]) / (x[m - 1] - x[m - 2])
+            s2 = (yi - y[m - 1]) / (xi - x[m - 1])
+            if s2 <= s1 + 1e-11:
+                m -= 1
+            else:
+                break
+        x[m] = xi
+        y[m] = yi
+        m += 1
+    return m
+
+
+@nb.njit(cache=True)
+def _pl_eval(x, y, n, q):
+    """Evaluate a PL function given by points at q (linear extrapolation outside)."""
+    if n == 1:
+        return y[0]
+    if q <= x[0]:
+        return y[0] + (y[1] - y[0]) / (x[1] - x[0]) * (q - x[0])
+    if q >= x[n - 1]:
+        return y[n - 1] + (y[n - 1] - y[n - 2]) / (x[n - 1] - x[n - 2]) * (q - x[n - 1])
+    i = np.searchsorted(x[:n], q) - 1
+    if i < 0:
+        i = 0
+    return y[i] + (y[i + 1] - y[i]) / (x[i + 1] - x[i]) * (q - x[i])
+
+
+@nb.njit(cache=True)
+def _stage_cost(t, umin, umax, kc, kd, other, kx, ks, nk, v0, cx, cy):
+    """Convex hull of c(u) = dt-free cost rate F(other + p(u)), p = kc*u (u>=0) or kd*u (u<0),
+    as points (cx, cy) on [umin, umax]; returns the number of points."""
+    m = 0
+    cx[m] = umin
+    m += 1
+    for i in range(nk):
+        p = kx[i] - other
+        u = p / kc if p >= 0.0 else p / kd
+        if umin < u < umax:
+            cx[m] = u
+            m += 1
+    if umin < 0.0 < umax:
+        cx[m] = 0.0
+        m += 1
+    if umax > umin:
+        cx[m] = umax
+        m += 1
+    # sort (kinks are monotone already except the inserted 0)
+    for i in range(1, m):
+        x = cx[i]
+        q = i - 1
+        while q >= 0 and cx[q] > x:
+            cx[q + 1] = cx[q]
+            q -= 1
+        cx[q + 1] = x
+    for i in range(m):
+        u = cx[i]
+        p = kc * u if u >= 0.0 else kd * u
+        cy[i] = _F_eval(other + p, kx, ks, nk, v0)
+    return _lower_hull(cx, cy, m)
+
+
+@nb.njit(cache=True)
+def _pen(s, w, lo, hi):
+    return w * (max(lo - s, 0.0) + max(s - hi, 0.0))
+
+
+@nb.njit(cache=True)
+def _storage_dp(H, dt, s0, alpha, beta, umin, umax, kc, kd, lo, hi, pw, plo, phi, term_w, term_target,
+                other, FX, FS, FN, FV, vx, vv, vn, tx, ty, cx, cy, out_p, out_s, stats, mu_p, mu_m):
+    """Exact DP of one storage-like device against the convex PL cost of its net power.
+
+    State s_{t+1} = alpha s_t + beta_t + u_t, u_t in [umin_t, umax_t], s in [lo, hi] (hard);
+    power p_t = kc_t u (u >= 0) or kd_t u (u < 0) in kW; stage cost dt * F_t(other_t + p_t) +
+    pw_t * dist(s_{t+1}, [plo_t, phi_t]); terminal term_w * max(term_target - s_H, 0).
+    Writes power out_p (H,) and states out_s (H+1,); returns the planned cost (EUR).
+    Also writes the device's marginal values per kWh of grid energy at its planned point: mu_p[t]
+    (what one more kWh at t is worth to it, -BIG when it cannot take more) and mu_m[t] (what one kWh
+    less at t costs it, +BIG when it cannot give less), from the slopes of V_{t+1}.
+    """
+    # forward reachable intervals (value functions only live there)
+    rlo = np.empty(H + 1)
+    rhi = np.empty(H + 1)
+    rlo[0] = s0
+    rhi[0] = s0
+    for t in range(H):
+        a = alpha * rlo[t] + beta[t] + umin[t]
+        b = alpha * rhi[t] + beta[t] + umax[t]
+        a = max(a, lo)
+        b = min(b, hi)
+        if b < a:  # only through rounding: collapse to a point
+            a = min(max(a, lo), hi)
+            b = a
+        rlo[t + 1] = a
+        rhi[t + 1] = b
+    # terminal value function on R_H
+    m = 0
+    tx[m] = rlo[H]
+    m += 1
+    for kink in (plo[H - 1], phi[H - 1], term_target):
+        if rlo[H] < kink < rhi[H]:
+            tx[m] = kink
+            m += 1
+    if rhi[H] > rlo[H]:
+        tx[m] = rhi[H]
+        m += 1
+    for i in range(1, m):
+        x = tx[i]
+        q = i - 1
+        while q >= 0 and tx[q] > x:
+            tx[q + 1] = tx[q]
+            q -= 1
+        tx[q + 1] = x
+    for i in range(m):
+        ty[i] = _pen(tx[i], pw[H - 1], plo[H - 1], phi[H - 1]) + term_w * max(term_target - tx[i], 0.0)
+    m = _lower_hull(tx, ty, m)
+    vn[H] = m
+    vx[H, :m] = tx[:m]
+    vv[H, :m] = ty[:m]
+    # backward pass: V_t(s) = min_u dt*c_t(u) + V_{t+1}(alpha s + beta + u) + pen_t(s)
+    for t in range(H - 1, 0, -1):
+        nc = _stage_cost(t, umin[t], umax[t], kc[t], kd[t], other[t], FX[t], FS[t], FN[t], FV[t], cx, cy)
+        # inf-convolution W(z) = min_y V(y) + dt*c(y - z): merge V's segments with those of c~(v)=c(-v)
+        nV = vn[t + 1]
+        ax = vx[t + 1]
+        ay = vv[t + 1]
+        zx0 = ax[0] - cx[nc - 1]
+        zy0 = ay[0] + dt * cy[nc - 1]
+        tx[0] = zx0
+        ty[0] = zy0
+        i = 0
+        j = nc - 1  # c~ walks c backwards
+        m = 1
+        while i < nV - 1 or j > 0:
+            take_v = False
+            if j <= 0:
+                take_v = True
+            elif i < nV - 1:
+                sv = (ay[i + 1] - ay[i]) / (ax[i + 1] - ax[i])
+                sc = dt * (cy[j - 1] - cy[j]) / (cx[j] - cx[j - 1])  # slope of c~(v) = c(-v)
+                take_v = sv <= sc
+            if take_v:
+                dx = ax[i + 1] - ax[i]
+                dy = ay[i + 1] - ay[i]
+                i += 1
+            else:
+                dx = cx[j] - cx[j - 1]
+                dy = dt * (cy[j - 1] - cy[j])
+                j -= 1
+            tx[m] = tx[m - 1] + dx
+            ty[m] = ty[m - 1] + dy
+            m += 1
+        # V_t(s) = W(alpha s + beta) + pen_{t-1}(s) on R_t
+        a_ = rlo[t]
+        b_ = rhi[t]
+        nW = m
+        k = 0
+        ox = vx[t]
+        oy = vv[t]
+        ox[k] = a_
+        k += 1
+        for q in range(nW):
+            s = (tx[q] - beta[t]) / alpha
+            if a_ < s < b_:
+                ox[k] = s
+                k += 1
+            if k >= NMAX - 4:
+                break
+        for kink in (plo[t - 1], phi[t - 1]):
+            if a_ < kink < b_:
+                ox[k] = kink
+                k += 1
+        if b_ > a_:
+            ox[k] = b_
+            k += 1
+        for ii in range(1, k):  # nearly sorted: insertion sort is linear here
+            x = ox[ii]
+            q = ii - 1
+            while q >= 0 and ox[q] > x:
+                ox[q + 1] = ox[q]
+                q -= 1
+            ox[q + 1] = x
+        iw = 0
+        for q in range(k):
+            s = ox[q]
+            zq = alpha * s + beta[t]
+            while iw < nW - 2 and tx[iw + 1] < zq:
+                iw += 1
+            if nW == 1:
+                wv = ty[0]
+            else:
+                wv = ty[iw] + (ty[iw + 1] - ty[iw]) / (tx[iw + 1] - tx[iw]) * (zq - tx[iw])
+            oy[q] = wv + _pen(s, pw[t - 1], plo[t - 1], phi[t - 1])
+        k = _lower_hull(ox, oy, k)
+        if k > NMAX // 2:  # coarsen (keeps the ends; chords stay convex)
+            stats[0] += 1
+            kk = 1
+            for q in range(2, k - 1, 2):
+                ox[kk] = ox[q]
+                oy[kk] = oy[q]
+                kk += 1
+            ox[kk] = ox[k - 1]
+            oy[kk] = oy[k - 1]
+            k = kk + 1
+        vn[t] = k
+        stats[1] = max(stats[1], k)
+    # forward pass
+    s = s0
+    out_s[0] = s0
+    total = 0.0
+    for t in range(H):
+        nc = _stage_cost(t, umin[t], umax[t], kc[t], kd[t], other[t], FX[t], FS[t], FN[t], FV[t], cx, cy)
+        z = alpha * s + beta[t]
+        ylo = max(z + cx[0], vx[t + 1, 0])
+        yhi = min(z + cx[nc - 1], vx[t + 1, vn[t + 1] - 1])
+        if yhi < ylo:  # rounding only
+            yhi = ylo
+        nV = vn[t + 1]
+        xv = vx[t + 1]
+        yv = vv[t + 1]
+        # h(y) = V(y) + dt c(y - z) is convex: bisect the points {ylo, V's breakpoints inside, yhi}
+        # for the first one where h's right slope is >= 0; the minimiser lies in the linear piece of V
+        # just before it, at an end or at one of c's breakpoints
+        i0 = np.searchsorted(xv[:nV], ylo, side="right")
+        i1 = np.searchsorted(xv[:nV], yhi, side="left")  # V points strictly inside: i0 .. i1-1
+        nS = i1 - i0 + 2
+        lo_j = 0
+        hi_j = nS - 1
+        while lo_j < hi_j:
+            mid = (lo_j + hi_j) // 2
+            y = ylo if mid == 0 else xv[i0 + mid - 1]
+            _, gv = _pl_slopes(xv, yv, nV, y)
+            _, gc = _pl_slopes(cx, cy, nc, y - z)
+            if gv + dt * gc >= 0.0:
+                hi_j = mid
+            else:
+                lo_j = mid + 1
+        ya = ylo if lo_j <= 1 else xv[i0 + lo_j - 2]
+        yb = yhi if lo_j == nS - 1 else (ylo if lo_j == 0 else xv[i0 + lo_j - 1])
+        best_y = ya
+        best_h = np.inf
+        best_u = np.inf
+        for q in range(nc + 2):
+            if q == 0:
+                y = ya
+            elif q == 1:
+                y = yb
+            else:
+                y = z + cx[q - 2]
+                if y < ya or y > yb:
+                    continue
+            h = _pl_eval(xv, yv, nV, y) + dt * _pl_eval(cx, cy, nc, y - z)
+            u = abs(y - z)
+            if h < best_h - 1e-12 or (h <= best_h + 1e-12 and u < best_u):
+                best_h = h
+                best_y = y
+                best_u = u
+        u = best_y - z
+        p = kc[t] * u if u >= 0.0 else kd[t] * u
+        out_p[t] = p
+        # one-sided slopes of V_{t+1} at the planned state
+        gl, gr = _pl_slopes(vx[t + 1], vv[t + 1], nV, best_y)
+        room_up = u < umax[t] - 1e-9 and best_y < vx[t + 1, nV - 1] - 1e-9
+        room_dn = u > umin[t] + 1e-9 and best_y > vx[t + 1, 0] + 1e-9
+        du_up = 1.0 / (kc[t] * dt) if u >= 0.0 else 1.0 / (kd[t] * dt)  # state gain per kWh of grid energy
+        du_dn = 1.0 / (kc[t] * dt) if u > 0.0 else 1.0 / (kd[t] * dt)
+        mu_p[t] = -gr * du_up if room_up else -BIG_MU
+        mu_m[t] = -gl * du_dn if room_dn else BIG_MU
+        s = best_y
+        out_s[t + 1] = s
+        total += _pen(s, pw[t], plo[t], phi[t])
+    total += term_w * max(term_target - s, 0.0)
+    return total
+
+
+@nb.njit(cache=True)
+def _appliance_block(H, dt, prof, lo, hi, other, FX, FS, FN, FV):
+    """Best start in [lo, hi] (earliest on ties) against the PL cost; returns (start, cost delta)."""
+    L = prof.shape[0]
+    best = lo
+    best_c = np.inf
+    for s in range(lo, hi + 1):
+        c = 0.0
+        for k in range(L):
+            t = s + k
+            if t >= H:
+                break
+            if prof[k] != 0.0:
+                c += _F_eval(other[t] + prof[k], FX[t], FS[t], FN[t], FV[t]) - _F_eval(other[t], FX[t], FS[t], FN[t], FV[t])
+        if c < best_c - 1e-12:
+            best_c = c
+            best = s
+    return best, best_c * dt
+
+
+@nb.njit(cache=True)
+def _block_F(exch, H, xcur, other, mu_p_o, mu_m_o, FX, FS, FN, FV, GX, GS, GN, GV):
+    """Cost functions a block sees: F itself, or (exchange sweeps) F with the other devices'
+    marginal values around the current point; returns the arrays to use."""
+    if not exch:
+        return FX, FS, FN, FV
+    for t in range(H):
+        nk, v0 = _exchange_F(FX[t], FS[t], FN[t], FV[t], other[t] + xcur[t], mu_p_o[t], mu_m_o[t], GX[t], GS[t])
+        GN[t] = nk
+        GV[t] = v0
+    return GX, GS, GN, GV
+
+
+@nb.njit(cache=True)
+def _others_mu(H, mup, mum, skip, out_p, out_m):
+    """Best marginal values of the storage devices other than ``skip`` (rows 0 EV, 1 HP, 2 battery)."""
+    for t in range(H):
+        a = -BIG_MU
+        b = BIG_MU
+        for d in range(3):
+            if d != skip:
+                a = max(a, mup[d, t])
+                b = min(b, mum[d, t])
+        out_p[t] = a
+        out_m[t] = b
+
+
+@nb.njit(cache=True, parallel=True)
+def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
+                 bat_cap, bat_pc, bat_pd, bat_ec, bat_ed, bat_keep, bat_e0,
+                 ev_cap, ev_pmax, ev_eta, ev_v2g, ev_lo, ev_hi, ev_need0,
+                 hp_pmax, hp_a, hp_beta, hp_gain, hp_tmin, hp_tmax, hp_T0,
+                 app_prof, app_has, app_lo, app_hi,
+                 w_comfort, w_ev, w_cap, deltas, exchange, nsub):
+    P, H = base.shape
+    L = app_prof.shape[1]
+    out_bat = np.zeros((P, H))
+    out_ev = np.zeros((P, H))
+    out_hp = np.zeros((P, H))
+    out_app = np.zeros((P, H))
+    out_pv = np.zeros((P, H))
+    out_start = np.full(P, -1, dtype=np.int64)
+    s_bat = np.zeros((P, H + 1))
+    s_ev = np.zeros((P, H + 1))
+    s_hp = np.zeros((P, H + 1))
+    objective = np.zeros(P)
+    stats = np.zeros((P, 2), dtype=np.int64)
+    KM = 6 * max(nsub, 1) + 2
+    for p in nb.prange(P):
+        FX = np.empty((H, KM))
+        FS = np.empty((H, KM + 1))
+        FN = np.empty(H, dtype=np.int64)
+        FV = np.empty(H)
+        GX = np.empty((H, KM + 1))
+        GS = np.empty((H, KM + 2))
+        GN = np.empty(H, dtype=np.int64)
+        GV = np.empty(H)
+        vx = np.empty((H + 1, NMAX))
+        vv = np.empty((H + 1, NMAX))
+        vn = np.empty(H + 1, dtype=np.int64)
+        tx = np.empty(2 * NMAX + 64)
+        ty = np.empty(2 * NMAX + 64)
+        cx = np.empty(KM + 10)
+        cy = np.empty(KM + 10)
+        other = np.empty(H)
+        zeros = np.zeros(H)
+        umin = np.zeros(H)
+        umax = np.zeros(H)
+        kc = np.ones(H)
+        kd = np.ones(H)
+        pwr = np.zeros(H)
+        st = np.zeros(H + 1)
+        mup = np.full((3, H), -BIG_MU)
+        mum = np.full((3, H), BIG_MU)
+        mo_p = np.empty(H)
+        mo_m = np.empty(H)
+        pw_h = np.full(H, w_comfort * dt)
+        plo_h = np.full(H, hp_tmin[p])
+        phi_h = np.full(H, hp_tmax[p])
+        pb = np.zeros(H)
+        pev = np.zeros(H)
+        php = np.zeros(H)
+        pap = np.zeros(H)
+        has_bat = bat_cap[p] > 0.0 and (bat_pc[p] > 0.0 or bat_pd[p] > 0.0)
+        has_ev = ev_hi[p] > ev_lo[p] and ev_pmax[p] > 0.0
+        has_hp = hp_pmax[p] > 0.0
+        has_app = app_has[p]
+        n_flex = int(has_bat) + int(has_ev) + int(has_hp) + int(has_app)
+        st_bat = np.full(H + 1, bat_e0[p])
+        st_ev = np.zeros(H + 1)
+        st_hp = np.zeros(H + 1)
+        st_hp[0] = hp_T0[p]
+        for t in range(H):  # free-floating building until the heat pump is planned
+            st_hp[t + 1] = hp_a[p] * st_hp[t] + hp_beta[p, t]
+        start = -1
+        pen_bat = 0.0
+        pen_ev = w_ev * ev_need0[p] if has_ev else 0.0
+        pen_hp = 0.0
+        if has_hp:
+            for t in range(H):
+                pen_hp += _pen(st_hp[t + 1], w_comfort * dt, hp_tmin[p], hp_tmax[p])
+        # best plan found (true objective)
+        best_obj = np.inf
+        b_pb = np.zeros(H)
+        b_pev = np.zeros(H)
+        b_php = np.zeros(H)
+        b_pap = np.zeros(H)
+        b_sb = np.zeros(H + 1)
+        b_se = np.zeros(H + 1)
+        b_sh = np.zeros(H + 1)
+        b_start = -1
+        for it in range(deltas.shape[0]):
+            delta = deltas[it]
+            exch = exchange[it]
+            for t in range(H):
+                nk, v0 = _build_F(pi[p, t], pe[p, t], ci[p, t], ce[p, t], w_cap, pv[p, t], delta, nsub,
+                                  FX[t], FS[t])
+                FN[t] = nk
+                FV[t] = v0
+            # --- appliance: enumerate starts
+            if has_app:
+                for t in range(H):
+                    other[t] = base[p, t] + pb[t] + pev[t] + php[t]
+                _others_mu(H, mup, mum, -1, mo_p, mo_m)
+                AX, AS, AN, AV = _block_F(exch, H, pap, other, mo_p, mo_m, FX, FS, FN, FV, GX, GS, GN, GV)
+                start, _ = _appliance_block(H, dt, app_prof[p], app_lo[p], app_hi[p], other, AX, AS, AN, AV)
+                pap[:] = 0.0
+                for k in range(L):
+                    if start + k < H:
+                        pap[start + k] = app_prof[p, k]
+            # --- EV: state = energy delivered since the horizon start
+            if has_ev:
+                for t in range(H):
+                    other[t] = base[p, t] + pb[t] + php[t] + pap[t]
+                    present = ev_lo[p] <= t < ev_hi[p]
+                    umax[t] = ev_eta[p] * ev_pmax[p] * dt if present else 0.0
+                    umin[t] = -ev_pmax[p] * dt / ev_eta[p] if (present and ev_v2g[p]) else 0.0
+                    kc[t] = 1.0 / (ev_eta[p] * dt)
+                    kd[t] = ev_eta[p] / dt
+                _others_mu(H, mup, mum, 0, mo_p, mo_m)
+                AX, AS, AN, AV = _block_F(exch, H, pev, other, mo_p, mo_m, FX, FS, FN, FV, GX, GS, GN, GV)
+                pen_ev = _storage_dp(H, dt, 0.0, 1.0, zeros, umin, umax, kc, kd,
+                                     ev_need0[p] - ev_cap[p], ev_need0[p], zeros, zeros, zeros, w_ev, ev_need0[p],
+                                     other, AX, AS, AN, AV, vx, vv, vn, tx, ty, cx, cy, pwr, st, stats[p],
+                                     mup[0], mum[0])
+                pev[:] = pwr
+                st_ev[:] = st
+            # --- heat pump + building: state = indoor temperature
+            if has_hp:
+                for t in range(H):
+                    other[t] = base[p, t] + pb[t] + pev[t] + pap[t]
+                    umin[t] = 0.0
+                    umax[t] = hp_gain[p, t] * hp_pmax[p]
+                    kc[t] = 1.0 / hp_gain[p, t]
+                    kd[t] = kc[t]
+                _others_mu(H, mup, mum, 1, mo_p, mo_m)
+                AX, AS, AN, AV = _block_F(exch, H, php, other, mo_p, mo_m, FX, FS, FN, FV, GX, GS, GN, GV)
+                pen_hp = _storage_dp(H, dt, hp_T0[p], hp_a[p], hp_beta[p], umin, umax, kc, kd, -1e9, 1e9,
+                                     pw_h, plo_h, phi_h, 0.0, 0.0,
+                                     other, AX, AS, AN, AV, vx, vv, vn, tx, ty, cx, cy, pwr, st, stats[p],
+                                     mup[1], mum[1])
+                php[:] = pwr
+                st_hp[:] = st
+            # --- battery: state = stored energy
+            if has_bat:
+                for t in range(H):
+                    other[t] = base[p, t] + pev[t] + php[t] + pap[t]
+                    umin[t] = -bat_pd[p] * dt / bat_ed[p]
+                    umax[t] = bat_ec[p] * bat_pc[p] * dt
+                    kc[t] = 1.0 / (bat_ec[p] * dt)
+                    kd[t] = bat_ed[p] / dt
+                _others_mu(H, mup, mum, 2, mo_p, mo_m)
+                AX, AS, AN, AV = _block_F(exch, H, pb, other, mo_p, mo_m, FX, FS, FN, FV, GX, GS, GN, GV)
+                pen_bat = _storage_dp(H, dt, bat_e0[p], bat_keep[p], zeros, umin, umax, kc, kd,
+                                      0.0, bat_cap[p], zeros, zeros, zeros, 0.0, 0.0,
+                                      other, AX, AS, AN, AV, vx, vv, vn, tx, ty, cx, cy, pwr, st, stats[p],
+                                      mup[2], mum[2])
+                pb[:] = pwr
+                st_bat[:] = st
+            # true objective of this sweep's plan; keep the best
+            obj = pen_ev + pen_hp + pen_bat
+            for t in range(H):
+                n = base[p, t] + pb[t] + pev[t] + php[t] + pap[t]
+                fv, _ = _F0(n, pi[p, t], pe[p, t], ci[p, t], ce[p, t], w_cap, pv[p, t])
+                obj += dt * fv
+            improved = obj < best_obj - 1e-9 * (1.0 + abs(best_obj))
+            if obj < best_obj - 1e-12:
+                best_obj = obj
+                b_pb[:] = pb
+                b_pev[:] = pev
+                b_php[:] = php
+                b_pap[:] = pap
+                b_sb[:] = st_bat
+                b_se[:] = st_ev
+                b_sh[:] = st_hp
+                b_start = start
+            # one flexible device: the first sweep is already exact; exact sweeps: stop when stalled
+            if n_flex <= 1 or (not exch and not improved):
+                break
+        # PV use of the best plan: the exact minimiser within [n - A, n] (ties keep the most PV)
+        for t in range(H):
+            n = base[p, t] + b_pb[t] + b_pev[t] + b_php[t] + b_pap[t]
+            _, x = _F0(n, pi[p, t], pe[p, t], ci[p, t], ce[p, t], w_cap, pv[p, t])
+            out_pv[p, t] = n - x
+        objective[p] = best_obj
+        out_bat[p] = b_pb
+        out_ev[p] = b_pev
+        out_hp[p] = b_php
+        out_app[p] = b_pap
+        out_start[p] = b_start if has_app else -1
+        s_bat[p] = b_sb
+        s_ev[p] = b_se
+        s_hp[p] = b_sh
+    return out_bat, out_ev, out_hp, out_app, out_pv, out_start, s_bat, s_ev, s_hp, objective, stats
+
+
+# =============================================================================================
+# Python API
+# =============================================================================================
+class EMSConfig(NamedTuple):
+    """EMS settings: one coordinate-descent sweep per entry of ``smoothing_kw`` / ``exchange``.
+
+    smoothing_kw: kinks of the cost spread over that many kW in that sweep (0 = exact cost);
+    exchange: in that sweep each device sees, around its current point, the marginal values of the
+    other storage devices (a device may take power another one gives up); subkinks: pieces per
+    smoothed kink. The best plan (true objective) over the sweeps is returned; exact sweeps stop
+    once they no longer improve, and a prosumer with one flexible device needs a single sweep."""
+
+    smoothing_kw: tuple = (0.0, 0.0, 0.0, 0.0, 0.0)
+    exchange: tuple = (True, True, True, False, False)
+    subkinks: int = 4
+    penalties: Penalties = Penalties()
+
+
+class EMSPlan(NamedTuple):
+    """Day plan of P prosumers over the H PTUs from ``t0`` (arrays (P, H) kW unless noted).
+
+    net_kw: planned net power at the connection point; battery_kw, ev_kw, heat_pump_kw, appliance_kw:
+    device powers (+ = consumption); pv_used_kw: PV power used (>= 0); appliance_start_ptu: (P,) day
+    PTU of the planned start (-1 = nothing to plan); battery_energy_kwh, ev_need_kwh,
+    indoor_temp_degc: (P, H+1) planned state trajectories (ev_need is the energy still needed);
+    objective_eur: (P,) planned bill + penalties; cap_violation_kwh: (P,) planned energy beyond the
+    caps (0 when the caps are feasible); value_function_coarsened: (P,) number of coarsened stages
+    (0 normally).
+    """
+
+    t0: int
+    net_kw: np.ndarray
+    battery_kw: np.ndarray
+    ev_kw: np.ndarray
+    heat_pump_kw: np.ndarray
+    appliance_kw: np.ndarray
+    pv_used_kw: np.ndarray
+    appliance_start_ptu: np.ndarray
+    battery_energy_kwh: np.ndarray
+    ev_need_kwh: np.ndarray
+    indoor_temp_degc: np.ndarray
+    objective_eur: np.ndarray
+    cap_violation_kwh: np.ndarray
+    value_function_coarsened: np.ndarray
+
+
+def _kernel_args(pr: Prepared, cfg: EMSConfig):
+    deltas = np.asarray(cfg.smoothing_kw, dtype=np.float64)
+    if deltas.ndim != 1 or deltas.size == 0 or np.any(~np.isfinite(deltas)) or np.any(deltas < 0):
+        raise ValueError("smoothing_kw: a non-empty sequence of finite values >= 0")
+    exch = np.asarray(cfg.exchange, dtype=np.bool_)
+    if exch.shape != deltas.shape:
+        raise ValueError("exchange: one flag per sweep (same length as smoothing_kw)")
+    if int(cfg.subkinks) < 1:
+        raise ValueError("subkinks: must be >= 1")
+    return (pr.dt, pr.base_kw, pr.pv_kw, pr.pi, pr.pe, pr.cap_imp, pr.cap_exp,
+            pr.bat_cap, pr.bat_pc, pr.bat_pd, pr.bat_eta_c, pr.bat_eta_d, pr.bat_keep, pr.bat_e0,
+            pr.ev_cap, pr.ev_pmax, pr.ev_eta, pr.ev_v2g, pr.ev_lo, pr.ev_hi, pr.ev_need0,
+            pr.hp_pmax, pr.hp_a, np.ascontiguousarray(pr.hp_beta), np.ascontiguousarray(pr.hp_gain),
+            pr.hp_tmin, pr.hp_tmax, pr.hp_T0,
+            pr.app_prof, pr.app_has, pr.app_lo, pr.app_hi,
+            pr.w_comfort, pr.w_ev, pr.w_cap, deltas, exch, int(cfg.subkinks))
+
+
+def plan(problem: ProsumerProblem, config: EMSConfig = EMSConfig()) -> EMSPlan:
+    """Plan all prosumers over the remaining horizon (one numba call, parallel over prosumers).
+
+    Re-planning when a signal changes = calling ``plan`` again with ``t0``, the current device states
+    and the new signals over the remaining PTUs (see :func:`remaining_problem`)."""
+    pr = prepare(problem, config.penalties)
+    (bat, ev, hp, app, pv, start, s_bat, s_ev, s_hp, obj, stats) = _plan_kernel(*_kernel_args(pr, config))
+    net = pr.base_kw + bat + ev + hp + app - pv
+    viol = pr.dt * (np.maximum(net - pr.cap_imp, 0) + np.maximum(-net - pr.cap_exp, 0)).sum(1)
+    start_abs = np.where(start >= 0, start + int(problem.t0), -1)
+    return EMSPlan(int(problem.t0), net, bat, ev, hp, app, pv, start_abs, s_bat, pr.ev_need0[:, None] - s_ev,
+                   s_hp, obj, viol, stats[:, 0].copy())
+
+
+def setpoints(p: EMSPlan, k: int = 0) -> dict:
+    """Setpoints of horizon step k (day PTU t0 + k), each (P,): the requests for the device kernels."""
+    return {"battery_kw": p.battery_kw[:, k], "ev_kw": p.ev_kw[:, k], "heat_pump_kw": p.heat_pump_kw[:, k],
+            "pv_used_kw": p.pv_used_kw[:, k], "appliance_start": p.appliance_start_ptu == p.t0 + k}
+
+
+def remaining_problem(day: ProsumerProblem, t0: int, battery_energy_kwh, ev_need_kwh, indoor_temp_degc,
+                      appliance_start_ptu, **signals) -> ProsumerProblem:
+    """The problem over day PTUs ``t0 ..`` from a full-day problem (``day.t0`` must be 0), with the
+    current states and optionally new signals (any (P, T) field name of ProsumerProblem, full-day
+    arrays) -> pass to :func:`plan` to re-plan."""
+    if day.t0 != 0:
+        raise ValueError("remaining_problem: day.t0 must be 0")
+    T = np.asarray(day.load_kw).shape[1]
+    if not 0 <= t0 < T:
+        raise ValueError(f"t0: must be in [0, {T})")
+    fields = dict(day._asdict())
+    for k, v in signals.items():
+        if k not in fields:
+            raise ValueError(f"unknown signal {k!r}")
+        fields[k] = v
+    for k in ("load_kw", "pv_avail_kw", "cop", "import_price_eur_per_kwh", "export_price_eur_per_kwh",
+              "import_cap_kw", "export_cap_kw"):
+        fields[k] = np.asarray(fields[k])[:, t0:]
+    fields["t_out_degc"] = np.asarray(fields["t_out_degc"])[t0:]
+    fields.update(battery_energy_kwh=battery_energy_kwh, ev_need_kwh=ev_need_kwh,
+                  indoor_temp_degc=indoor_temp_degc, appliance_start_ptu=appliance_start_ptu, t0=t0)
+    return ProsumerProblem(**fields)
+
+
+# =============================================================================================
+# Execution and evaluation (Python loop over time: for tests and benchmarks, not a step)
+# =============================================================================================
+class Outcome(NamedTuple):
+    """Result of executing setpoints with the device kernels, (P,) unless noted: bill_eur (energy only),
+    objective_eur (bill + penalties), cap_violation_kwh, comfort_violation_kh, ev_unmet_kwh,
+    net_kw (P, H), cut_kw (P, H) total |request - executed| over devices."""
+
+    bill_eur: np.ndarray
+    objective_eur: np.ndarray
+    cap_violation_kwh: np.ndarray
+    comfort_violation_kh: np.ndarray
+    ev_unmet_kwh: np.ndarray
+    net_kw: np.ndarray
+    cut_kw: np.ndarray
+
+
+def execute(problem: ProsumerProblem, battery_kw, ev_kw, heat_pump_kw, pv_used_kw, appliance_start_ptu,
+            penalties: Penalties = Penalties()) -> Outcome:
+    """Run the device kernels over the horizon with the given setpoints ((P, H) kW; appliance start
+    (P,) day PTU or -1) and score the result with the planning objective. EV energy still needed at
+    the end of the horizon (or at departure) counts as unmet, as in the planner."""
+    pr = prepare(problem, penalties)
+    d = problem.devices
+    P, H = pr.base_kw.shape
+    dt = pr.dt
+    t0 = int(problem.t0)
+    e = pr.bat_e0[None, :].copy()
+    temp = pr.hp_T0[None, :].copy()
+    need = np.asarray(problem.ev_need_kwh, float)[None, :].copy()
+    start = np.asarray(problem.appliance_start_ptu, np.int64)[None, :].copy()
+    app_start = np.asarray(appliance_start_ptu, np.int64)
+    net = np.zeros((P, H))
+    cut = np.zeros((P, H))
+    comfort = np.zeros(P)
+    unmet = np.zeros(P)
+    ses = d.sessions
+    for k in range(H):
+        t = t0 + k
+        load = np.asarray(problem.load_kw, float)[:, k]
+        used, ppv, _, c1 = dv.pv_step(pr.pv_kw[None, :, k], np.asarray(pv_used_kw, float)[None, :, k])
+        e, pb, c2 = dv.battery_step(e, np.asarray(battery_kw, float)[None, :, k], d.battery, dt)
+        need, pev, c3, u = dv.ev_step(t, need, np.asarray(ev_kw, float)[None, :, k], d.ev, ses, dt)
+        unmet += u[0]
+        tout = np.asarray(problem.t_out_degc, float)[k:k + 1]
+        temp, php, c4, v = dv.heat_pump_step(temp, np.asarray(heat_pump_kw, float)[None, :, k],
+                                             np.asarray(problem.cop, float)[None, :, k], tout, d.heat_pump, dt)
+        comfort += v[0]
+        start, pap, _ = dv.appliance_step(t, start, (app_start == t)[None, :], d.appliance)
+        net[:, k] = load + ppv[0] + pb[0] + pev[0] + php[0] + pap[0]
+        cut[:, k] = np.abs(c1[0]) + np.abs(c2[0]) + np.abs(c3[0]) + np.abs(c4[0])
+    # sessions still open at the horizon end: what is still needed counts as unmet (planner convention)
+    present_end = (ses.arrival_ptu <= t0 + H - 1) & (ses.departure_ptu > t0 + H) & (pr.ev_hi > 0)
+    unmet += np.where(present_end, need[0], 0.0)
+    pi, pe = pr.pi, pr.pe
+    bill = dt * (pi * np.maximum(net, 0) - pe * np.maximum(-net, 0)).sum(1)
+    capv = dt * (np.maximum(net - pr.cap_imp, 0) + np.maximum(-net - pr.cap_exp, 0)).sum(1)
+    obj = bill + pr.w_cap * capv + pr.w_comfort * comfort + pr.w_ev * unmet
+    return Outcome(bill, obj, capv, comfort, unmet, net, cut)
+
+
+def execute_plan(problem: ProsumerProblem, p: EMSPlan, penalties: Penalties = Penalties()) -> Outcome:
+    """:func:`execute` with the setpoints of a plan."""
+    return execute(problem, p.battery_kw, p.ev_kw, p.heat_pump_kw, p.pv_used_kw, p.appliance_start_ptu,
+                   penalties)
+
+
+# =============================================================================================
+# Random instances (tests and benchmarks)
+# =============================================================================================
+PRICE_KINDS = ("flat", "tou", "volatile")
+
+
+def random_prices(rng: np.random.Generator, kind: str, n_prosumers: int, n_ptu: int):
+    """Import and export price curves (P, T) EUR/kWh; export <= import, both >= 0.
+
+    flat: constant retail price; tou: night / day / evening-peak tariff; volatile: a day-ahead-like
+    curve (random walk with a morning and an evening peak and a solar dip) plus a retail adder."""
+    P, T = n_prosumers, n_ptu
+    h = (np.arange(T) + 0.5) * 24.0 / T
+    if kind == "flat":
+        imp = np.repeat(rng.uniform(0.2, 0.4, (P, 1)), T, 1)
+        exp_ = np.repeat(rng.uniform(0.0, 0.12, (P, 1)), T, 1)
+    elif kind == "tou":
+        night = rng.uniform(0.12, 0.22, (P, 1))
+        day = night + rng.uniform(0.05, 0.15, (P, 1))
+        peak = day + rng.uniform(0.05, 0.2, (P, 1))
+        imp = np.where((h >= 7) & (h < 23), day, night)
+        imp = np.where((h >= 17) & (h < 21), peak, imp)
+        exp_ = np.repeat(rng.uniform(0.0, 0.1, (P, 1)), T, 1)
+    elif kind == "volatile":
+        shape = 0.05 * np.exp(-((h - 8) / 1.5) ** 2) + 0.09 * np.exp(-((h - 19) / 2) ** 2) \
+            - 0.05 * np.exp(-((h - 13) / 2.5) ** 2)
+        walk = np.cumsum(rng.normal(0, 0.012 * np.sqrt(96 / T), (P, T)), axis=1)
+        whole = np.maximum(rng.uniform(0.06, 0.14, (P, 1)) + shape[None, :] * rng.uniform(0.5, 2.0, (P, 1)) + walk,
+                           0.0)
+        imp = whole + rng.uniform(0.1, 0.2, (P, 1))
+        exp_ = whole
+    else:
+        raise ValueError(f"price kind must be one of {PRICE_KINDS}, got {kind!r}")
+    return imp, np.minimum(exp_, imp)
+
+
+def random_problem(rng: np.random.Generator, n_prosumers: int, ptu_minutes: int = 15, price_kind: str = "tou",
+                   caps: bool = False, presence: np.ndarray | None = None) -> ProsumerProblem:
+    """A random prosumer-day for ``n_prosumers`` prosumers (t0 = 0): devices from
+    :func:`flexenv.physics.devices.random_devices`, a load profile with morning and evening peaks, a
+    PV profile with random clouds, a winter-to-spring outdoor temperature, prices of ``price_kind``
+    and, if ``caps``, import/export caps (sometimes below the inflexible load: infeasible on purpose)."""
+    if ptu_minutes not in (15, 30, 60):
+        raise ValueError("ptu_minutes must be 15, 30 or 60")
+    P, T = int(n_prosumers), 24 * 60 // ptu_minutes
+    dt = ptu_minutes / 60.0
+    h = (np.arange(T) + 0.5) * dt
+    devs = dv.random_devices(rng, P, T, presence=presence)
+    load = (rng.uniform(0.15, 0.5, (P, 1))
+            + rng.uniform(0.2, 1.2, (P, 1)) * np.exp(-((h - rng.uniform(6.5, 8.5, (P, 1))) / 1.0) ** 2)
+            + rng.uniform(0.5, 2.0, (P, 1)) * np.exp(-((h - rng.uniform(17.5, 20.5, (P, 1))) / 1.8) ** 2))
+    load = load * rng.uniform(0.7, 1.3, (P, T))
+    sun = np.clip(np.sin(np.pi * (h - 6.5) / 13.0), 0, None) ** 1.5
+    clouds = np.clip(1 - rng.uniform(0, 0.8) * rng.random(T) ** 2, 0, 1)
+    pv = devs.pv.kwp[:, None] * (sun * clouds * rng.uniform(0.4, 0.9))[None, :]
+    t_mean = rng.uniform(-5.0, 12.0)
+    tout = t_mean + 4.0 * np.sin(np.pi * (h - 9.0) / 12.0) + rng.normal(0, 0.3, T)
+    cop = dv.heat_pump_cop(tout, devs.heat_pump)
+    imp, exp_ = random_prices(rng, price_kind, P, T)
+    if caps:
+        ci = np.repeat(rng.uniform(2.0, 8.0, (P, 1)), T, 1)
+        evening = (h >= 17) & (h < 21)
+        ci[:, evening] *= rng.uniform(0.3, 1.0, (P, 1))  # tighter evening cap
+        ce = np.repeat(rng.uniform(1.0, 4.0, (P, 1)), T, 1)
+    else:
+        ci = np.full((P, T), np.inf)
+        ce = np.full((P, T), np.inf)
+    # mostly feasible requests: EV energy fits its (in-day) window for 85 % of sessions, heat pumps
+    # sized for the coldest hour; the rest stay as drawn (possibly infeasible, on purpose)
+    ses = devs.sessions
+    hours = (np.minimum(ses.departure_ptu, T) - ses.arrival_ptu).clip(0) * dt
+    fit = 0.9 * devs.ev.p_max_kw * devs.ev.eta_charge * hours
+    need = np.where(rng.random(P) < 0.85, np.minimum(ses.energy_needed_kwh, fit), ses.energy_needed_kwh)
+    hpp = devs.heat_pump
+    cop_min = cop.min(axis=1)
+    p_need = 1.2 * (hpp.t_max_degc - tout.min()) / (hpp.r_k_per_kw * cop_min)
+    devs = devs._replace(sessions=ses._replace(energy_needed_kwh=need),
+                         heat_pump=hpp._replace(p_max_kw=np.where(hpp.p_max_kw > 0, np.maximum(hpp.p_max_kw, p_need), 0.0)))
+    e0 = rng.uniform(0, 1, P) * devs.battery.capacity_kwh
+    T0 = devs.heat_pump.t_min_degc + rng.uniform(-0.5, 1.5, P)
+    return ProsumerProblem(dt, load, pv, tout, cop, imp, exp_, ci, ce, devs, e0, np.zeros(P), T0,
+                           np.full(P, -1, dtype=np.int64), 0)
+
+
+def select(problem: ProsumerProblem, rows) -> ProsumerProblem:
+    """The sub-problem of the prosumers ``rows`` (index array or slice)."""
+    rows = np.arange(np.asarray(problem.load_kw).shape[0])[rows]
+    sl = lambda nt: type(nt)(*[np.asarray(x)[rows] for x in nt])  # noqa: E731
+    f = problem._asdict()
+    f["devices"] = dv.ProsumerDevices(*[sl(x) for x in problem.devices])
+    for k in ("load_kw", "pv_avail_kw", "cop", "import_price_eur_per_kwh", "export_price_eur_per_kwh",
+              "import_cap_kw", "export_cap_kw", "battery_energy_kwh", "ev_need_kwh", "indoor_temp_degc",
+              "appliance_start_ptu"):
+        f[k] = np.asarray(f[k])[rows]
+    return ProsumerProblem(**f)
