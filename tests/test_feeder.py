@@ -41,6 +41,8 @@ def compare(net, feeder, p, q):
     assert np.abs(r.line_loading_pct - ref_loading).max() < 1e-6
     ref_losses = 1e3 * (net.res_line.pl_mw.sum() + net.res_trafo.pl_mw.sum())
     assert abs(r.losses_kw - ref_losses) < 1e-6 * ref_losses
+    ref_slack = 1e3 * complex(net.res_ext_grid.p_mw.sum(), net.res_ext_grid.q_mvar.sum())
+    assert abs(complex(r.p_slack_kw, r.q_slack_kvar) - ref_slack) < max(1e-4, 1e-6 * abs(ref_slack))
     return r
 
 
@@ -82,6 +84,18 @@ def test_tap_position_and_magnetising_branch_match_pandapower():
     net.trafo.loc[9, ["tap_side", "tap_pos"]] = ["lv", -1]
     f = Feeder.from_pandapower(net)
     compare(net, f, 3 * f.p_kw_base, f.q_kvar_base)
+
+
+def test_slack_power_counts_slack_bus_loads_and_shunts_like_pandapower():
+    net = small_net()
+    pp.create_load(net, 100, p_mw=0.05, q_mvar=0.01)  # a load at the MV slack bus itself
+    pp.create_shunt(net, 100, q_mvar=-0.02, p_mw=0.001)  # and shunts at the slack and at an LV bus
+    pp.create_shunt(net, 55, q_mvar=-0.003, p_mw=0.0002)
+    f = Feeder.from_pandapower(net)
+    r = compare(net, f, f.p_kw_base, f.q_kvar_base)
+    # energy balance: slack = injections + branch losses + shunt consumption
+    shunt_kw = 1e3 * net.res_shunt.p_mw.sum()
+    assert r.p_slack_kw == pytest.approx(f.p_kw_base.sum() + r.losses_kw + shunt_kw, abs=1e-6)
 
 
 def test_closed_bus_bus_switch_fuses_buses():

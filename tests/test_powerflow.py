@@ -72,7 +72,15 @@ def run_pandapower(net, feeder, p, q):
         line_loading_pct=net.res_line.loading_percent.loc[feeder.line_ids].to_numpy(),
         trafo_loading_pct=net.res_trafo.loading_percent.loc[feeder.trafo_ids].to_numpy(),
         losses_kw=1e3 * (net.res_line.pl_mw.sum() + net.res_trafo.pl_mw.sum()),
+        p_slack_kw=1e3 * net.res_ext_grid.p_mw.sum(),
+        q_slack_kvar=1e3 * net.res_ext_grid.q_mvar.sum(),
     )
+
+
+def assert_slack_power_matches(ours, ref):
+    """Slack power to 1e-6 relative or 1e-4 kW, whichever is looser."""
+    for ours_kw, ref_kw in ((ours.p_slack_kw, ref["p_slack_kw"]), (ours.q_slack_kvar, ref["q_slack_kvar"])):
+        assert abs(ours_kw - ref_kw) <= max(1e-4, 1e-6 * abs(ref_kw)), (ours_kw, ref_kw)
 
 
 @pytest.mark.parametrize("kind", ["evening", "pv", "mixed"])
@@ -93,6 +101,27 @@ def test_matches_pandapower(name, kind):
     assert np.abs(ours.line_loading_pct - ref["line_loading_pct"]).max() <= 1e-3
     assert np.abs(ours.trafo_loading_pct - ref["trafo_loading_pct"]).max() <= 1e-3
     assert abs(ours.losses_kw - ref["losses_kw"]) <= 1e-3 * abs(ref["losses_kw"])
+    assert_slack_power_matches(ours, ref)
+
+
+def test_slack_power_closes_the_energy_balance_batched():
+    # the slack power comes from the slack voltage and branch currents, losses from every branch's two
+    # ends, injections from the input: three independent numbers that must add up
+    for name in ("kerber_dorfnetz", "ieee_european_lv"):
+        _, feeder = network(name)
+        rng = np.random.default_rng(11)
+        kinds = ["evening", "pv", "mixed"]
+        rows = [scenario(feeder, kinds[i % 3], rng) for i in range(20)]
+        p = np.array([r[0] for r in rows])
+        q = np.array([r[1] for r in rows])
+        r = powerflow.solve(feeder, p, q)
+        assert r.p_slack_kw.shape == r.q_slack_kvar.shape == (20,)
+        assert r.converged.all()
+        np.testing.assert_allclose(r.p_slack_kw, p.sum(axis=1) + r.losses_kw, rtol=0, atol=1e-6)
+        # reverse flow really happens in some rows, so the sign is checked too
+        assert (r.p_slack_kw < 0).any() and (r.p_slack_kw > 0).any()
+        single = powerflow.solve(feeder, p[3], q[3])
+        assert np.ndim(single.p_slack_kw) == 0 and single.p_slack_kw == r.p_slack_kw[3]
 
 
 def test_phase_shift_is_reported_like_pandapower():

@@ -58,6 +58,11 @@ class PowerFlowResult(NamedTuple):
     losses_kw: (batch,) active losses in all lines and the transformer.
     converged: (batch,) bool. iterations: (batch,) int, sweeps used.
     v_pu: (batch, n_bus) complex voltages; pass as ``v_init`` to warm-start the next solve.
+    p_slack_kw, q_slack_kvar: (batch,) power drawn from the external grid (pandapower's
+        ``res_ext_grid.p_mw/q_mvar`` in kW/kvar): slack voltage times the conjugate branch currents
+        leaving the slack bus, plus injections and bus shunts at the slack bus itself. It is computed
+        independently of ``losses_kw``, so ``p_slack_kw == sum(p_kw) + losses_kw`` (plus the power of
+        bus shunts, ``net.shunt``, if any) is a real check of the energy balance.
     """
 
     vm_pu: np.ndarray
@@ -68,6 +73,8 @@ class PowerFlowResult(NamedTuple):
     converged: np.ndarray
     iterations: np.ndarray
     v_pu: np.ndarray
+    p_slack_kw: np.ndarray
+    q_slack_kvar: np.ndarray
 
 
 def kernel_arrays(feeder: Feeder) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -75,7 +82,8 @@ def kernel_arrays(feeder: Feeder) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
 
     Returns ``(node_i, node_f, bus_node, consts)``: ``node_i`` (3, n_node) int64 with parent, output
     branch and a bus of each node (-1 for auxiliary nodes); ``node_f`` (N_FLOAT_FIELDS, n_node)
-    float64; ``bus_node`` (n_bus,); ``consts`` = [Re V_slack, Im V_slack, s_base_mva].
+    float64; ``bus_node`` (n_bus,); ``consts`` = [Re V_slack, Im V_slack, s_base_mva, Re Ysh, Im Ysh] with
+    ``Ysh`` the bus shunts at the slack node (for the slack power).
     """
     cache = feeder._kernel_cache
     if "arrays" in cache:
@@ -90,6 +98,7 @@ def kernel_arrays(feeder: Feeder) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
 
     shunt = np.zeros(n_node, dtype=np.complex128)
     np.add.at(shunt, feeder.bus_node, feeder.bus_shunt_pu)
+    slack_shunt = shunt[0]  # bus shunts only (before the branch shunts are added)
     vn_kv = np.zeros(n_node)
     vn_kv[feeder.bus_node] = feeder.bus_vn_kv
     for k in range(1, n_node):
@@ -127,7 +136,7 @@ def kernel_arrays(feeder: Feeder) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     node_f[F_U_RE], node_f[F_U_IM] = np.cos(np.radians(va_nom)), np.sin(np.radians(va_nom))
     node_f[F_VA_NOM] = va_nom
     v_slack = feeder.slack_vm_pu * np.exp(1j * np.radians(feeder.slack_va_degree))
-    consts = np.array([v_slack.real, v_slack.imag, feeder.s_base_mva])
+    consts = np.array([v_slack.real, v_slack.imag, feeder.s_base_mva, slack_shunt.real, slack_shunt.imag])
     cache["arrays"] = (node_i, node_f, feeder.bus_node.astype(np.int64), consts)
     return cache["arrays"]
 
@@ -135,7 +144,7 @@ def kernel_arrays(feeder: Feeder) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
 # ---------------------------------------------------------------------------------------------- kernel
 @numba.njit(cache=True)
 def _solve_chunk(node_i, node_f, bus_node, consts, p_kw, q_kvar, v0, has_v0, r0, r1, tol, max_iter,
-                 out_vm, out_va, out_load, out_loss, out_conv, out_iter, out_v):
+                 out_vm, out_va, out_load, out_loss, out_conv, out_iter, out_v, out_ps, out_qs):
     """Solve rows ``r0:r1``; all work arrays are (n_node, rows) with the row index innermost."""
     n_node = node_i.shape[1]
     n_bus = bus_node.shape[0]
@@ -241,6 +250,11 @@ def _solve_chunk(node_i, node_f, bus_node, consts, p_kw, q_kvar, v0, has_v0, r0,
     s_kw = consts[2] * 1e3
     for b in range(rows):
         out_loss[r0 + b] = 0.0
+        # slack power: injections at the slack node plus its bus shunts (S = |V|^2 conj(Y)), then the
+        # branches leaving it are added below
+        v2 = vr[0, b] * vr[0, b] + vi[0, b] * vi[0, b]
+        out_ps[r0 + b] = (sp[0, b] + consts[3] * v2) * s_kw
+        out_qs[r0 + b] = (sq[0, b] - consts[4] * v2) * s_kw
     for k in range(1, n_node):
         pk = parent[k]
         e = node_i[I_OUT, k]
@@ -270,6 +284,9 @@ def _solve_chunk(node_i, node_f, bus_node, consts, p_kw, q_kvar, v0, has_v0, r0,
             ici = ycr * vi[k, b] + yci * vr[k, b] - si
             loss = (vr[pk, b] * ipr + vi[pk, b] * ipi) + (vr[k, b] * icr + vi[k, b] * ici)
             out_loss[r0 + b] += loss * s_kw
+            if pk == 0:  # S = V_slack * conj(I) of a branch leaving the slack
+                out_ps[r0 + b] += (vr[0, b] * ipr + vi[0, b] * ipi) * s_kw
+                out_qs[r0 + b] += (vi[0, b] * ipr - vr[0, b] * ipi) * s_kw
             lp = math.sqrt(ipr * ipr + ipi * ipi) * fp
             lc = math.sqrt(icr * icr + ici * ici) * fc
             out_load[r0 + b, e] = max(lp, lc)
@@ -344,7 +361,7 @@ def _first_bad(p_kw, q_kvar):
 def _allocate(batch, n_bus, n_branch):
     return (np.empty((batch, n_bus)), np.empty((batch, n_bus)), np.empty((batch, n_branch)),
             np.empty(batch), np.zeros(batch, dtype=np.bool_), np.zeros(batch, dtype=np.int64),
-            np.empty((batch, n_bus), dtype=np.complex128))
+            np.empty((batch, n_bus), dtype=np.complex128), np.empty(batch), np.empty(batch))
 
 
 @numba.njit(cache=True)
@@ -359,7 +376,7 @@ def _solve_serial(node_i, node_f, bus_node, consts, n_branch, p_kw, q_kvar, v0, 
         r0 = c * CHUNK
         r1 = min(batch, r0 + CHUNK)
         _solve_chunk(node_i, node_f, bus_node, consts, p_kw, q_kvar, v0, has_v0, r0, r1, tol, max_iter,
-                     out[0], out[1], out[2], out[3], out[4], out[5], out[6])
+                     out[0], out[1], out[2], out[3], out[4], out[5], out[6], out[7], out[8])
     return out, bad_row, bad_bus
 
 
@@ -370,13 +387,13 @@ def _solve_parallel(node_i, node_f, bus_node, consts, n_branch, p_kw, q_kvar, v0
     out = _allocate(batch, bus_node.shape[0], n_branch)
     if bad_row >= 0:
         return out, bad_row, bad_bus
-    vm, va, load, loss, conv, iters, v = out
+    vm, va, load, loss, conv, iters, v, ps, qs = out
     n_chunks = (batch + CHUNK - 1) // CHUNK
     for c in numba.prange(n_chunks):
         r0 = c * CHUNK
         r1 = min(batch, r0 + CHUNK)
         _solve_chunk(node_i, node_f, bus_node, consts, p_kw, q_kvar, v0, has_v0, r0, r1, tol, max_iter,
-                     vm, va, load, loss, conv, iters, v)
+                     vm, va, load, loss, conv, iters, v, ps, qs)
     return out, bad_row, bad_bus
 
 
@@ -436,7 +453,7 @@ def solve(feeder: Feeder, p_kw, q_kvar, v_init=None, *, tol_pu: float = TOL_PU, 
             where = f"row {bad_row}, " + where
         raise ValueError(f"non-finite injection at {where}: p_kw = {p[bad_row, bad_bus]}, "
                          f"q_kvar = {q[bad_row, bad_bus]}")
-    vm, va, load, loss, conv, iters, v = out
+    vm, va, load, loss, conv, iters, v, ps, qs = out
     if warn and not conv.all():
         rows = np.flatnonzero(~conv)
         warnings.warn(f"power flow did not converge for {len(rows)} of {batch} rows (first: {rows[:5]})",
@@ -444,5 +461,5 @@ def solve(feeder: Feeder, p_kw, q_kvar, v_init=None, *, tol_pu: float = TOL_PU, 
     n_line = feeder.n_line
     if single:
         return PowerFlowResult(vm[0], va[0], load[0, :n_line], load[0, n_line:], loss[0], conv[0], iters[0],
-                               v[0])
-    return PowerFlowResult(vm, va, load[:, :n_line], load[:, n_line:], loss, conv, iters, v)
+                               v[0], ps[0], qs[0])
+    return PowerFlowResult(vm, va, load[:, :n_line], load[:, n_line:], loss, conv, iters, v, ps, qs)
