@@ -1,0 +1,214 @@
+"""Energy-box EMS vs the exact prosumer MILP (HiGHS): bill gap, cap compliance and speed.
+
+Instances: every one of the 32 device mixes (PV, battery, EV, heat pump, appliance present or not)
+x 3 price kinds (flat, ToU, volatile) x with / without import-export caps, ``--reps`` random
+prosumer-days each (15-minute PTUs). Both plans are executed with the device kernels and scored with
+the same objective (bill + soft-constraint penalties, :class:`flexenv.policies.ems.Penalties`).
+
+Gap of the flexible part of the bill, per instance::
+
+    gap_pct = 100 * (J_ems - J_milp) / max(|J_milp - J_base|, floor_eur)
+
+J_base is the objective with every flexible device idle (PV still used optimally): J_milp - J_base is
+what the flexible devices change in the bill. Statistics are over instances with at least one of
+battery, EV, heat pump or appliance. ``cap_violations`` counts instances whose executed EMS plan
+exceeds the caps by more than the MILP's minimal violation (+ 1e-6 kWh).
+
+Speed: a batch of random mixed prosumer-days planned by the EMS with one numba thread after a warm-up
+call (compile time excluded) -> plans per second per core; the MILP's build + solve time per
+prosumer-day (HiGHS, one thread, mip_rel_gap 1e-4) measured on the accuracy instances.
+
+Run: ``python benchmarks/ems.py`` (a few minutes on 2 cores). Writes benchmarks/results/ems.json and
+benchmarks/ems.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import itertools
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from baselines.oracle import prosumer as milp
+from flexenv.policies import ems
+
+HERE = Path(__file__).resolve().parent
+
+
+def machine() -> str:
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu} ({os.cpu_count()} logical cores), {platform.system()} {platform.machine()}, " \
+           f"Python {platform.python_version()}, numba {numba.__version__}"
+
+
+def base_objective(pb: ems.ProsumerProblem, pen: ems.Penalties) -> np.ndarray:
+    """Objective with all flexible devices idle (PV used optimally), EV unmet / comfort included."""
+    P, H = np.asarray(pb.load_kw).shape
+    z = np.zeros((P, H))
+    pr = ems.prepare(pb, pen)
+    # PV use that minimises the cost of the idle net, PTU by PTU (same rule as the EMS)
+    pv = np.zeros((P, H))
+    for p in range(P):
+        for t in range(H):
+            _, x = ems._F0(pr.base_kw[p, t], pr.pi[p, t], pr.pe[p, t], pr.cap_imp[p, t], pr.cap_exp[p, t],
+                           pr.w_cap, pr.pv_kw[p, t])
+            pv[p, t] = pr.base_kw[p, t] - x
+    start = np.where(pr.app_has, pr.app_lo + int(pb.t0), -1)  # an appliance must still run once
+    return ems.execute(pb, z, z, z, pv, start, pen).objective_eur
+
+
+def run(reps: int, seed: int, n_speed: int, floor_eur: float) -> dict:
+    rng = np.random.default_rng(seed)
+    pen = ems.Penalties()
+    cfg = ems.EMSConfig()
+    rows = []
+    milp_secs = []
+    ems.plan(ems.random_problem(np.random.default_rng(0), 4))  # compile outside any figure
+    for mix in itertools.product([False, True], repeat=5):
+        for kind in ems.PRICE_KINDS:
+            for caps in (False, True):
+                pb = ems.random_problem(rng, reps, 15, kind, caps, presence=np.tile(np.array(mix), (reps, 1)))
+                plan = ems.plan(pb, cfg)
+                out_e = ems.execute_plan(pb, plan, pen)
+                j_base = base_objective(pb, pen)
+                for i in range(reps):
+                    sub = ems.select(pb, slice(i, i + 1))
+                    t0 = time.perf_counter()
+                    r = milp.solve(sub, pen, mip_rel_gap=1e-4, threads=1)
+                    milp_secs.append(time.perf_counter() - t0)
+                    out_m = ems.execute(sub, r.battery_kw, r.ev_kw, r.heat_pump_kw, r.pv_used_kw,
+                                        r.appliance_start_ptu, pen)
+                    rows.append(dict(mix=[int(m) for m in mix], prices=kind, caps=caps,
+                                     j_ems=float(out_e.objective_eur[i]), j_milp=float(out_m.objective_eur[0]),
+                                     j_milp_solver=float(r.objective_eur[0]), j_base=float(j_base[i]),
+                                     capv_ems=float(out_e.cap_violation_kwh[i]),
+                                     capv_milp=float(out_m.cap_violation_kwh[0]), mip_gap=r.mip_gap))
+    flexible = [r for r in rows if any(r["mix"][1:])]
+    gaps = np.array([100.0 * (r["j_ems"] - r["j_milp"]) / max(abs(r["j_milp"] - r["j_base"]), floor_eur)
+                     for r in flexible])
+    for r, g in zip(flexible, gaps):
+        r["gap_pct"] = float(g)
+    capv = sum(1 for r in rows if r["caps"] and r["capv_ems"] > r["capv_milp"] + 1e-6)
+    milp_exec_err = max(abs(r["j_milp"] - r["j_milp_solver"]) for r in rows)
+
+    # speed: mixed random prosumers, one thread, compile excluded
+    numba.set_num_threads(1)
+    srng = np.random.default_rng(seed + 1)
+    probs = [ems.random_problem(srng, n_speed // 6, 15, kind, caps)
+             for kind in ems.PRICE_KINDS for caps in (False, True)]
+    for pb in probs:
+        ems.plan(pb, cfg)
+    t0 = time.perf_counter()
+    n = 0
+    for pb in probs:
+        ems.plan(pb, cfg)
+        n += np.asarray(pb.load_kw).shape[0]
+    ems_secs = time.perf_counter() - t0
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+
+    by = {}
+    for key in ("prices", "caps"):
+        for val in sorted({r[key] for r in flexible}, key=str):
+            g = np.array([r["gap_pct"] for r in flexible if r[key] == val])
+            by[f"{key}={val}"] = dict(n=int(g.size), median_gap_pct=float(np.median(g)), worst_gap_pct=float(g.max()))
+    names = ["pv", "battery", "ev", "heat_pump", "appliance"]
+    for d in range(1, 5):
+        g = np.array([r["gap_pct"] for r in flexible if r["mix"][d]])
+        by[f"with {names[d]}"] = dict(n=int(g.size), median_gap_pct=float(np.median(g)), worst_gap_pct=float(g.max()))
+    return dict(
+        n_instances=len(flexible),
+        n_instances_total=len(rows),
+        median_gap_pct=float(np.median(gaps)),
+        worst_gap_pct=float(gaps.max()),
+        p95_gap_pct=float(np.percentile(gaps, 95)),
+        share_within_0_5_pct=float(np.mean(gaps <= 0.5)),
+        min_gap_pct=float(gaps.min()),
+        gap_floor_eur=floor_eur,
+        cap_violations=int(capv),
+        capped_instances=int(sum(r["caps"] for r in rows)),
+        ems_plans_per_second=float(n / ems_secs),
+        ems_speed_prosumer_days=int(n),
+        milp_seconds_per_plan=float(np.mean(milp_secs)),
+        milp_seconds_median=float(np.median(milp_secs)),
+        milp_max_reported_mip_gap=float(max(r["mip_gap"] for r in rows)),
+        milp_executed_vs_solver_objective_max_abs_eur=float(milp_exec_err),
+        speedup_ems_vs_milp=float((n / ems_secs) * np.mean(milp_secs)),
+        breakdown=by,
+        ems_config=dict(smoothing_kw=list(cfg.smoothing_kw), exchange=list(cfg.exchange), subkinks=cfg.subkinks),
+        penalties=pen._asdict(),
+        targets=dict(median_gap_pct=0.5, worst_gap_pct=3.0, cap_violations=0, ems_plans_per_second=5000),
+        machine=machine(),
+        date=datetime.date.today().isoformat(),
+        seed=seed,
+        reps_per_cell=reps,
+        worst_instances=sorted(flexible, key=lambda r: -r["gap_pct"])[:5],
+    )
+
+
+def write_md(res: dict, path: Path) -> None:
+    t = res["targets"]
+    ok = lambda good: "met" if good else "missed"  # noqa: E731
+    lines = [
+        "# Energy-box EMS vs exact MILP",
+        "",
+        f"Generated by `benchmarks/ems.py` on {res['date']} ({res['machine']}).",
+        "",
+        "| metric | measured | target | |",
+        "| --- | --- | --- | --- |",
+        f"| instances (with a flexible device) | {res['n_instances']} of {res['n_instances_total']} | >= 200 | |",
+        f"| median gap of the flexible bill | {res['median_gap_pct']:.3f} % | <= {t['median_gap_pct']} % | "
+        f"{ok(res['median_gap_pct'] <= t['median_gap_pct'])} |",
+        f"| worst gap | {res['worst_gap_pct']:.2f} % | <= {t['worst_gap_pct']} % | "
+        f"{ok(res['worst_gap_pct'] <= t['worst_gap_pct'])} |",
+        f"| 95th percentile gap | {res['p95_gap_pct']:.2f} % | | |",
+        f"| instances within 0.5 % | {100 * res['share_within_0_5_pct']:.1f} % | | |",
+        f"| cap violations where the MILP complies | {res['cap_violations']} of {res['capped_instances']} | 0 | "
+        f"{ok(res['cap_violations'] == 0)} |",
+        f"| EMS plans / s / core | {res['ems_plans_per_second']:.0f} | >= {t['ems_plans_per_second']} | "
+        f"{ok(res['ems_plans_per_second'] >= t['ems_plans_per_second'])} |",
+        f"| MILP s / plan (build + solve, 1 thread) | {res['milp_seconds_per_plan']:.4f} | | |",
+        f"| EMS speed-up vs MILP | {res['speedup_ems_vs_milp']:.0f} x | | |",
+        "",
+        "| subset | n | median gap % | worst gap % |",
+        "| --- | --- | --- | --- |",
+    ]
+    for k, v in res["breakdown"].items():
+        lines.append(f"| {k} | {v['n']} | {v['median_gap_pct']:.3f} | {v['worst_gap_pct']:.2f} |")
+    lines.append("")
+    path.write_text("\n".join(lines))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=2, help="random prosumer-days per (mix, prices, caps) cell")
+    ap.add_argument("--seed", type=int, default=2024)
+    ap.add_argument("--n-speed", type=int, default=3000, help="prosumer-days in the speed run")
+    ap.add_argument("--floor-eur", type=float, default=0.05, help="floor of the flexible-bill denominator")
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "ems.json")
+    args = ap.parse_args()
+    res = run(args.reps, args.seed, args.n_speed, args.floor_eur)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=2) + "\n")
+    write_md(res, HERE / "ems.md")
+    keys = ("n_instances", "median_gap_pct", "worst_gap_pct", "cap_violations", "ems_plans_per_second",
+            "milp_seconds_per_plan")
+    print(json.dumps({k: res[k] for k in keys}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
