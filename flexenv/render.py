@@ -97,3 +97,80 @@ def _label_rows(ax, prosumers: np.ndarray, max_labels: int = 20) -> None:
     step = max(1, int(np.ceil(len(prosumers) / max_labels)))
     ticks = np.arange(0, len(prosumers), step)
     ax.set_yticks(ticks, [str(prosumers[i]) for i in ticks])
+
+
+LIGHTS = ("green", "yellow", "orange", "red")
+
+
+def ansi_frame(engine, info: dict | None) -> str:
+    """A text frame of batch row 0: phase, prices, portfolio, grid state and each prosumer."""
+    e = engine
+    if info is None:
+        return f"{e.scenario.name}: reset, next phase {e.current.phase}\n"
+    lines = [f"{e.scenario.name}  day {info['day']}  {info['phase']} {info['index']}  "
+             f"({e.scenario.links.prosumer.kind} / {e.scenario.links.dso.kind})"]
+    kpis = info["kpis"]
+    if kpis:
+        g = info["day"] * e.ppd + info["index"]
+        net = kpis["net_kw"][0]
+        lines.append(f"  day-ahead {e.day_ahead[0, g]:.3f} €/kWh  position {kpis['position_kw'][0]:7.2f} kW  "
+                     f"portfolio {net.sum():7.2f} kW  imbalance {kpis['deviation_kw'][0]:+.2f} kW")
+        vm = kpis["vm_pu"][0][e.lv_bus]
+        lines.append(f"  grid: vm {vm.min():.3f}..{vm.max():.3f} p.u.  lines max {kpis['line_loading_pct'][0].max():5.1f} %  "
+                     f"trafo {kpis['trafo_loading_pct'][0]:5.1f} %  losses {kpis['losses_kw'][0]:.2f} kW  "
+                     f"light {LIGHTS[int(kpis['traffic_light'][0])]}")
+        lines.append("  prosumer   net kW  battery    EV   heat pump    PV  appliance  SoC   T_in")
+        soc = np.divide(e.battery_kwh[0], e.battery.capacity_kwh, out=np.zeros(e.P), where=e.battery.capacity_kwh > 0)
+        for p in range(e.P):
+            d = kpis["device_kw"][0, p]
+            lines.append(f"  {p:8d} {net[p]:8.2f} {d[0]:8.2f} {d[1]:6.2f} {d[2]:10.2f} {d[3]:6.2f} {d[4]:9.2f} "
+                         f"{soc[p]:5.2f} {e.indoor_temp_degc[0, p]:6.1f}")
+    money = {k: float(v[0]) for k, v in info["ledger"].flows.items()}
+    if money:
+        lines.append("  payments €: " + ", ".join(f"{k} {v:.3f}" for k, v in money.items()))
+    return "\n".join(lines) + "\n"
+
+
+def rgb_frame(engine) -> np.ndarray:
+    """An RGB frame (H, W, 3) uint8 of batch row 0: feeder voltages and loading, prices, devices."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    e = engine
+    fig, axes = plt.subplots(2, 2, figsize=(8, 6), dpi=80, constrained_layout=True)
+    vm = e.last_vm_pu[0][e.lv_bus]
+    ax = axes[0, 0]
+    ax.bar(np.arange(vm.size), vm - 1.0, color="tab:blue")
+    fc = e.scenario.feeder
+    ax.axhline(fc.v_max_pu - 1, color="r", lw=0.8)
+    ax.axhline(fc.v_min_pu - 1, color="r", lw=0.8)
+    ax.set(title="bus voltage − 1 (p.u.)", xlabel="LV bus")
+    ax = axes[0, 1]
+    ax.bar(np.arange(e.feeder.n_line), e.last_line_loading[0], color="tab:orange", label="lines")
+    ax.axhline(e.last_trafo_loading[0], color="k", lw=1.5, label="transformer")
+    ax.set(title=f"loading (%), light {LIGHTS[int(e.traffic_light[0])]}", xlabel="line")
+    ax.legend(loc="upper right")
+    ax = axes[1, 0]
+    steps = e.day_steps
+    hours = np.arange(e.ppd) * e.dt_h
+    ax.step(hours, e.day_ahead[0, steps], where="post", label="day-ahead")
+    if e.signals is not None:
+        ax.step(hours, e.signals.import_price[0].mean(axis=0), where="post", label="prosumer import price")
+    step = e.schedule[min(e.k, e.n_steps - 1)]
+    if step.phase == "operate":
+        ax.axvline(step.index * e.dt_h, color="grey", lw=0.8)
+    ax.set(title="prices (€/kWh)", xlabel="hour")
+    ax.legend(loc="upper left", fontsize=7)
+    ax = axes[1, 1]
+    soc = np.divide(e.battery_kwh[0], e.battery.capacity_kwh, out=np.zeros(e.P), where=e.battery.capacity_kwh > 0)
+    ax.bar(np.arange(e.P) - 0.2, soc, width=0.4, label="battery SoC")
+    band = e.heat_pump.t_max_degc - e.heat_pump.t_min_degc
+    ax.bar(np.arange(e.P) + 0.2, (e.indoor_temp_degc[0] - e.heat_pump.t_min_degc) / band, width=0.4, label="T_in in band")
+    ax.set(title="devices", xlabel="prosumer", ylim=(-0.5, 1.5))
+    ax.legend(loc="upper right", fontsize=7)
+    fig.canvas.draw()
+    frame = np.asarray(fig.canvas.buffer_rgba())[:, :, :3].copy()
+    plt.close(fig)
+    return frame

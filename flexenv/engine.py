@@ -1,0 +1,718 @@
+"""The world: batched state arrays and one step, for every supported business model (DESIGN.md §1, §4).
+
+An episode is `days` days. Each day is a few planning steps, then one step per PTU:
+
+    dso_plan    (tariff link only) the DSO publishes nodal tariffs for the day
+    agg_plan    one round, or `max_rounds` for the iterative link: the aggregator sends its day-ahead
+                signals; every energy box plans its day against them (the EMS) and declares the
+                plan; after each round the aggregator's day-ahead position is set (bought at the
+                day-ahead price, settled PTU by PTU)
+    operate     one step per PTU: devices run, smart meters enforce caps, the power flow runs, the
+                DSO sees the grid, money moves
+
+Every array has a leading batch axis B: row b is an independent environment with its own episode
+seed (its own day), all stepping together. Agents act through flat float vectors laid out by
+`Engine.action_layout[role]` (every entry in [-1, 1]); they observe flat vectors laid out by
+`Engine.obs_layout[role]`. Roles: "prosumer" (B, P, ·), "aggregator" (B, ·) and "dso" (B, ·).
+
+The engine knows links, not PettingZoo: `flexenv.envs` wraps it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from flexenv.layout import Layout
+from flexenv.market.settlement import Ledger, energy_cost_eur, imbalance_cost_eur
+from flexenv.market.tariffs import tariff_curves
+from flexenv.models import links as lk
+from flexenv.physics import devices as dv
+from flexenv.physics import powerflow
+from flexenv.physics.household import APPLIANCE, BATTERY, DEVICE_ORDER, EV, HEAT_PUMP, PV, operate_kernel
+from flexenv.scenario import load_tariff
+from flexenv.scenario.data import COMPONENTS, _ar1, component_rng, generate
+from flexenv.scenario.feeders import load_feeder
+from flexenv.scenario.schema import Scenario
+
+PHASES = ("dso_plan", "agg_plan", "operate")
+TRAFFIC_LIGHTS = ("green", "yellow", "orange", "red")
+POSITION_SCALE_KW_PER_PROSUMER = 2.0  # scale of the aggregator's position and aggregate observations
+OBS_HORIZON_PTU = 16  # how far ahead a prosumer sees its signals and forecasts
+HEADER_BYTES, VALUE_BYTES = 16, 8  # communication accounting: message header and one float
+COMM_LINKS = ("aggregator-prosumers", "aggregator-dso", "dso-prosumers", "aggregator-market")
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    phase: str
+    day: int
+    index: int  # planning round, or PTU of the day
+
+
+def _placement_rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(len(COMPONENTS) + 1,)))
+
+
+class Engine:
+    """A batch of `batch_size` environments of one scenario. See the module docstring."""
+
+    def __init__(self, scenario: Scenario, batch_size: int = 1):
+        lk.check_supported(scenario.links)
+        if batch_size < 1:
+            raise ValueError(f"batch_size = {batch_size}: must be >= 1")
+        self.scenario = scenario
+        self.B = int(batch_size)
+        self.P = scenario.n_prosumers
+        self.ppd = scenario.time.ptus_per_day
+        self.n_days = scenario.time.days
+        self.dt_h = scenario.time.dt_h
+
+        # ---- population and feeder (fixed by the scenario seed)
+        first = generate(scenario)
+        self.fleet = fleet = first.fleet
+        self.appliance_profile_kw = first.appliance_profile_kw
+        self.feeder = load_feeder(scenario.feeder, scenario.seed)
+        self._place_prosumers()
+        self._build_devices()
+
+        # ---- links
+        links = scenario.links
+        n_groups = getattr(links.prosumer, "n_price_groups", None) or getattr(links.prosumer, "n_cap_groups", 1)
+        group = np.arange(self.P) % max(1, min(n_groups, self.P))
+        self.prosumer_link = lk.PROSUMER_LINKS[links.prosumer.kind](links.prosumer, self.P, self.ppd, group)
+        self.dso_link = lk.DSO_LINKS[links.dso.kind](links.dso, self.n_zones, self.ppd)
+        contract = getattr(links.prosumer, "retail_tariff", scenario.markets.retail_tariff)
+        self.contract_tariff = load_tariff(contract)
+        self.manageable_kw = self._manageable_kw()
+
+        # ---- schedule of one day
+        day = []
+        if self.dso_link.has_planning_step:
+            day.append(("dso_plan", 0))
+        day += [("agg_plan", r) for r in range(self.prosumer_link.planning_rounds)]
+        day += [("operate", t) for t in range(self.ppd)]
+        self.schedule = [Step(phase, d, i) for d in range(self.n_days) for phase, i in day]
+        self.n_steps = len(self.schedule)
+
+        self.action_layout = self._action_layouts()
+        self.obs_layout = self._obs_layouts()
+        self.k = 0
+
+    # ------------------------------------------------------------------------------ construction
+    def _place_prosumers(self) -> None:
+        """Prosumers sit on the feeder's load buses (seeded); zones group them by electrical distance."""
+        feeder, P = self.feeder, self.P
+        load_buses = np.asarray(feeder.load_buses, dtype=np.int64)
+        if load_buses.size == 0:
+            raise ValueError(f"feeder {feeder.name!r} has no load buses to connect prosumers to")
+        rng = _placement_rng(self.scenario.seed)
+        order = rng.permutation(load_buses)
+        self.prosumer_bus = np.sort(np.resize(order, P)) if P > len(order) else np.sort(order[:P])
+        self.bus_matrix = np.zeros((P, feeder.n_bus))
+        self.bus_matrix[np.arange(P), self.prosumer_bus] = 1.0
+        distance = self._electrical_distance()[self.prosumer_bus]
+        n_zones = min(self.scenario.links.dso.n_zones, P)
+        ranks = np.argsort(np.argsort(distance, kind="stable"), kind="stable")
+        self.zone_of_prosumer = (ranks * n_zones) // P
+        self.n_zones = n_zones
+        zone_distance = np.array([distance[self.zone_of_prosumer == z].mean() for z in range(n_zones)])
+        self.zone_loss_weight = zone_distance / max(zone_distance.max(), 1e-12)
+        self.zone_matrix = np.zeros((P, n_zones))
+        self.zone_matrix[np.arange(P), self.zone_of_prosumer] = 1.0
+        self.lv_bus = feeder.bus_vn_kv < 1.0
+        trafo = int(np.flatnonzero(feeder.branch_kind == 1)[0])
+        lv_side = feeder.branch_to_bus[trafo]
+        self.trafo_rating_kva = math.sqrt(3) * feeder.bus_vn_kv[lv_side] * feeder.branch_i_rated_to_ka[trafo] * 1000.0
+
+    def _electrical_distance(self) -> np.ndarray:
+        """(n_bus,) |z| (p.u.) of the path from the slack to each bus: where losses and voltage drop grow."""
+        f = self.feeder
+        z = np.hypot(f.branch_r_pu, f.branch_x_pu)
+        node_distance = np.zeros(f.n_node)
+        for k in range(1, f.n_node):  # nodes are in breadth-first order: parents come first
+            node_distance[k] = node_distance[f.node_parent[k]] + z[f.node_branch[k]]
+        return node_distance[f.bus_node]
+
+    def _build_devices(self) -> None:
+        fl = self.fleet
+        usable = fl.battery_capacity_kwh * (fl.battery_soc_max - fl.battery_soc_min)
+        self.battery = dv.BatteryParams(usable, fl.battery_power_kw, fl.battery_power_kw,
+                                        fl.battery_charge_efficiency, fl.battery_discharge_efficiency,
+                                        fl.battery_self_discharge_per_h)
+        self.battery_initial_kwh = fl.battery_capacity_kwh * (fl.battery_soc_initial - fl.battery_soc_min)
+        self.ev = dv.EVParams(fl.ev_battery_kwh, fl.ev_max_charge_kw, fl.ev_charge_efficiency, fl.ev_v2g.astype(bool))
+        band = fl.comfort_band_k
+        self.heat_pump = dv.HeatPumpParams(fl.hp_rated_power_kw, fl.building_resistance_k_per_kw,
+                                           fl.building_capacitance_kwh_per_k, fl.comfort_set_point_degc - band,
+                                           fl.comfort_set_point_degc + band, fl.comfort_set_point_degc,
+                                           fl.hp_carnot_fraction, fl.hp_supply_temp_degc, np.full(self.P, 6.0))
+        self.setpoint_scale = {
+            "battery_charge_kw": self.battery.p_charge_max_kw,
+            "battery_discharge_kw": self.battery.p_discharge_max_kw,
+            "ev_kw": self.ev.p_max_kw,
+            "heat_pump_kw": self.heat_pump.p_max_kw,
+        }
+        self.device_present = np.stack([fl.has_battery, fl.has_ev, fl.has_heat_pump, fl.has_pv, fl.has_appliance], axis=1)
+
+    def _manageable_kw(self) -> np.ndarray:
+        """(P,) kW of the devices the contract lets the aggregator manage (basis of the management fee)."""
+        m = getattr(self.scenario.links.prosumer, "manageability", None)
+        fl = self.fleet
+        kw = {"battery": fl.battery_power_kw, "ev": fl.ev_max_charge_kw, "heat_pump": fl.hp_rated_power_kw,
+              "pv": fl.pv_kwp, "appliance": fl.appliance_power_kw}
+        names = m.devices if m is not None else list(kw)
+        return sum(kw[n] for n in names) if names else np.zeros(self.P)
+
+    def _action_layouts(self) -> dict[str, Layout]:
+        aggregator = Layout().add("position_adjust", (self.ppd,),
+                                  f"planning: day-ahead position = declared plans + a × {POSITION_SCALE_KW_PER_PROSUMER} kW × P")
+        self.prosumer_link.add_action_fields(aggregator)
+        dso = Layout()
+        self.dso_link.add_action_fields(dso)
+        prosumer = Layout().add("setpoints", (len(DEVICE_ORDER),), "operate: " + lk.SETPOINT_DOC)
+        return {"prosumer": prosumer, "aggregator": aggregator, "dso": dso}
+
+    def _obs_layouts(self) -> dict[str, Layout]:
+        H, T, Z, P = OBS_HORIZON_PTU, self.ppd, self.n_zones, self.P
+
+        def common(layout):
+            layout.add("time", (6,), "sin/cos time of day, sin/cos weekday, PTU of day / PTUs, day / days")
+            layout.add("phase", (len(PHASES),), "one-hot: dso_plan, agg_plan, operate")
+            layout.add("round", (1,), "planning round / rounds")
+            return layout
+
+        prosumer = common(Layout())
+        prosumer.add("import_price", (H,), "€/kWh, next PTUs of the day (last value repeated)")
+        prosumer.add("export_price", (H,), "€/kWh")
+        prosumer.add("import_cap", (H,), "cap / 50 kW, 1 = no cap")
+        prosumer.add("load_forecast", (H,), "kW / 10")
+        prosumer.add("pv_forecast", (H,), "kW / 10")
+        prosumer.add("devices", (15,), "has PV, kWp/10, has battery, SoC, kWh/20, has EV, EV present, EV need/capacity, "
+                     "h to departure/24, has heat pump, (T_in − T_min)/band, T_out/20, has appliance, pending, h to latest start/24")
+        prosumer.add("plan", (len(DEVICE_ORDER),), "the energy box's plan for this PTU, as an action")
+        prosumer.add("last_net", (1,), "net power of the last PTU, kW / 10")
+
+        aggregator = common(Layout())
+        aggregator.add("day_ahead", (T,), "day-ahead price of the day, €/kWh")
+        aggregator.add("load_forecast", (T,), "portfolio load forecast / scale")
+        aggregator.add("pv_forecast", (T,), "portfolio PV forecast / scale")
+        aggregator.add("dso_tariff", (Z, T), "DSO tariff per zone and PTU, €/kWh")
+        aggregator.add("declared_plan", (T,), "sum of the energy boxes' declared plans / scale")
+        aggregator.add("position", (T,), "day-ahead position / scale")
+        aggregator.add("last", (3,), "last PTU: portfolio net / scale, imbalance short and long price €/kWh")
+        aggregator.add("traffic_light", (4,), "one-hot grid state published by the DSO")
+        if "price" in self.action_layout["aggregator"]:
+            aggregator.add("signal", (self.prosumer_link.n_groups, T), "price action of the last planning round")
+        if self.prosumer_link.kind == "gateway":
+            aggregator.add("plan", (P, len(DEVICE_ORDER)), "reference plan for this PTU, as setpoint actions")
+            aggregator.add("states", (P, 4), "SoC, EV need/capacity, (T_in − T_min)/band, appliance pending")
+
+        dso = common(Layout())
+        dso.add("prognosis", (Z, T), "zone net forecast (no flexibility) / transformer rating")
+        dso.add("declared_plan", (Z, T), "zone sum of declared plans / transformer rating")
+        dso.add("voltage", (int(self.lv_bus.sum()),), "(vm_pu − 1) × 10 at every LV bus, last PTU")
+        dso.add("line_loading", (self.feeder.n_line,), "line loading / 100, last PTU")
+        dso.add("trafo_loading", (1,), "transformer loading / 100, last PTU")
+        dso.add("traffic_light", (4,), "one-hot: green, yellow, orange, red")
+        dso.add("zone_net", (Z,), "zone net power of the last PTU / transformer rating")
+        return {"prosumer": prosumer, "aggregator": aggregator, "dso": dso}
+
+    # ------------------------------------------------------------------------------------ reset
+    def reset(self, seeds) -> dict[str, np.ndarray]:
+        """Start new episodes; `seeds` gives one episode seed per batch row. Returns observations."""
+        seeds = [int(s) for s in np.atleast_1d(seeds)]
+        if len(seeds) != self.B:
+            raise ValueError(f"reset needs {self.B} seeds (one per batch row), got {len(seeds)}")
+        self.seeds = seeds
+        rows = [generate(self.scenario, seed=s) for s in seeds]  # setup only: loop over batch rows
+        grid = rows[0].grid
+        self.grid = grid
+        T = grid.n_steps
+        stack = lambda name: np.stack([getattr(r, name) for r in rows])  # noqa: E731
+        self.load_kw = stack("load_kw")
+        self.pv_avail_kw = stack("pv_kw_per_kwp")[:, None, :] * self.fleet.pv_kwp[None, :, None]
+        self.t_out_degc = stack("outdoor_temp_degc")
+        self.day_ahead = stack("day_ahead_eur_per_kwh")
+        self.imbalance_short = stack("imbalance_short_eur_per_kwh")
+        self.imbalance_long = stack("imbalance_long_eur_per_kwh")
+        self.cop = np.stack([dv.heat_pump_cop(t, self.heat_pump) for t in self.t_out_degc])  # (B, P, T)
+        # per-day events, day-relative PTUs; a session is cut at midnight (day-ahead planning horizon)
+        day_start = (np.arange(self.n_days) * self.ppd)[None, None, :]
+        arrival, departure = stack("ev_arrival_ptu"), stack("ev_departure_ptu")
+        present = arrival >= 0
+        self.ev_arrival = np.where(present, arrival - day_start, 0)
+        self.ev_departure = np.where(present, np.minimum(departure - day_start, self.ppd), 0)
+        self.ev_energy_kwh = np.where(present, stack("ev_energy_needed_kwh"), 0.0)
+        earliest = stack("appliance_earliest_start_ptu")
+        asked = earliest >= 0
+        self.app_earliest = np.where(asked, earliest - day_start, self.ppd)  # no request: never starts
+        self.app_latest = np.where(asked, stack("appliance_latest_start_ptu") - day_start, self.ppd)
+        # forecasts: multiplicative errors, one AR(1) path per prosumer and day
+        fc = self.scenario.forecasts
+        self.load_forecast_kw = np.empty_like(self.load_kw)
+        self.pv_forecast_kw = np.empty_like(self.pv_avail_kw)
+        for b, seed in enumerate(seeds):
+            rng = component_rng(seed, "forecast")
+            err_load = fc.load_error_pct / 100 * _ar1(rng, (self.P, T), 0.95)
+            err_pv = fc.pv_error_pct / 100 * _ar1(rng, (self.P, T), 0.98)
+            self.load_forecast_kw[b] = self.load_kw[b] * np.maximum(1.0 + err_load, 0.0)
+            self.pv_forecast_kw[b] = np.minimum(self.pv_avail_kw[b] * np.maximum(1.0 + err_pv, 0.0), self.fleet.pv_kwp[:, None])
+        curves = tariff_curves(self.contract_tariff, grid)
+        self.contract_import = curves["import_eur_per_kwh"]
+        self.contract_export = curves["export_eur_per_kwh"]
+
+        # ---- state
+        B, P, ppd = self.B, self.P, self.ppd
+        self.battery_kwh = np.broadcast_to(self.battery_initial_kwh, (B, P)).copy()
+        self.ev_need_kwh = np.zeros((B, P))
+        self.indoor_temp_degc = np.broadcast_to(self.fleet.comfort_set_point_degc, (B, P)).copy()
+        self.app_start = np.full((B, P), -1, dtype=np.int64)
+        self.v_pu = None
+        self.k = 0
+        self.last_net_kw = np.zeros((B, P))
+        self.last_vm_pu = np.ones((B, self.feeder.n_bus))
+        self.last_line_loading = np.zeros((B, self.feeder.n_line))
+        self.last_trafo_loading = np.zeros(B)
+        self.traffic_light = np.zeros(B, dtype=np.int64)
+        self.converged_round = np.full(B, -1)
+        self._start_day(0)
+        self.totals = self._empty_totals()
+        return self.observe()
+
+    def _start_day(self, day: int) -> None:
+        B, P, ppd = self.B, self.P, self.ppd
+        self.day = day
+        steps = slice(day * ppd, (day + 1) * ppd)
+        self.day_steps = steps
+        self.dso_tariff_zone = np.zeros((B, self.n_zones, ppd))
+        self.signals = None
+        self.plan_net_kw = np.zeros((B, P, ppd))
+        self.plan_requests = np.zeros((B, P, ppd, len(DEVICE_ORDER)))
+        self.plan_start = np.full((B, P), -1, dtype=np.int64)
+        self.position_kw = np.zeros((B, ppd))
+        self.signal_action = np.zeros((B, self.prosumer_link.n_groups, ppd))
+        self.frozen = np.zeros(B, dtype=bool)  # iterative: converged rows keep their plans
+        self.day_ahead_cap = np.full((B, P, ppd), np.inf)
+        self.dso_cap_kw = np.full((B, P), np.inf)
+        self.overrides_used = np.zeros((B, P), dtype=np.int64)
+        self.app_start[:] = -1  # the appliance runs once per day
+        self.converged_round[:] = -1
+        prognosis = self.load_forecast_kw[:, :, steps] - self.pv_forecast_kw[:, :, steps]
+        self.prognosis_zone_kw = np.einsum("bpt,pz->bzt", prognosis, self.zone_matrix)
+
+    def _empty_totals(self) -> dict[str, np.ndarray]:
+        B, P = self.B, self.P
+        zeros = lambda *shape: np.zeros(shape)  # noqa: E731
+        totals = {
+            "prosumer_money_eur": zeros(B, P), "aggregator_money_eur": zeros(B), "dso_money_eur": zeros(B),
+            "market_money_eur": zeros(B), "comfort_violation_kh": zeros(B, P), "ev_unmet_kwh": zeros(B, P),
+            "pv_curtailed_kwh": zeros(B), "cap_cut_kwh": zeros(B), "cap_breach_kwh": zeros(B),
+            "losses_kwh": zeros(B), "import_kwh": zeros(B), "export_kwh": zeros(B),
+            "peak_trafo_loading_pct": zeros(B), "congested_ptus": zeros(B), "voltage_violations": zeros(B),
+            "clipped_actions": zeros(B), "powerflow_failures": zeros(B),
+        }
+        for link in COMM_LINKS:
+            totals[f"messages/{link}"] = zeros(B)
+            totals[f"bytes/{link}"] = zeros(B)
+        return totals
+
+    # ------------------------------------------------------------------------------------- step
+    @property
+    def current(self) -> Step:
+        return self.schedule[self.k]
+
+    @property
+    def done(self) -> bool:
+        return self.k >= self.n_steps
+
+    def step(self, actions: dict[str, np.ndarray]) -> tuple[dict, dict, dict]:
+        """Advance every batch row by one step.
+
+        actions: {"aggregator": (B, A_agg), "dso": (B, A_dso), "prosumer": (B, P, A_pro)} in [-1, 1];
+        values outside are clipped and counted. The prosumer entry is required when prosumers are
+        agents (every link but gateway). Returns (observations, rewards, info); rewards in € per
+        role: prosumer (B, P), aggregator (B,), dso (B,).
+        """
+        if self.done:
+            raise RuntimeError("episode is over: call reset()")
+        actions = self._check_actions(actions)
+        step = self.current
+        comm = {link: [np.zeros(self.B), np.zeros(self.B)] for link in COMM_LINKS}
+        ledger = Ledger(self.B, self.P)
+        discomfort = np.zeros((self.B, self.P))
+        kpis: dict[str, np.ndarray] = {}
+        if step.phase == "dso_plan":
+            self._dso_plan(actions["dso"], comm)
+        elif step.phase == "agg_plan":
+            self._aggregator_plan(step.index, actions["aggregator"], comm)
+        else:
+            discomfort, kpis = self._operate(step.index, actions, ledger, comm)
+        self._accumulate(ledger, comm, kpis)
+        self.k += 1
+        if not self.done and self.current.day != step.day:
+            self._start_day(self.current.day)
+        rewards = {"prosumer": ledger.prosumer - discomfort, "aggregator": ledger.aggregator.copy(), "dso": ledger.dso.copy()}
+        info = {"phase": step.phase, "day": step.day, "index": step.index, "ledger": ledger,
+                "comm": {k: (v[0], v[1]) for k, v in comm.items()}, "kpis": kpis}
+        return self.observe(), rewards, info
+
+    def _check_actions(self, actions: dict) -> dict:
+        out = {}
+        shapes = {"aggregator": (self.B, self.action_layout["aggregator"].size),
+                  "dso": (self.B, self.action_layout["dso"].size),
+                  "prosumer": (self.B, self.P, self.action_layout["prosumer"].size)}
+        self._clipped = np.zeros(self.B)
+        for role, shape in shapes.items():
+            if role not in actions or actions[role] is None:
+                if role == "prosumer" and not self.prosumer_link.prosumers_are_agents:
+                    continue
+                raise ValueError(f"missing action for role {role!r} (shape {shape})")
+            a = np.asarray(actions[role], dtype=np.float64)
+            if a.shape != shape:
+                raise ValueError(f"action for {role!r} has shape {a.shape}, expected {shape}")
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"action for {role!r} contains NaN or inf")
+            outside = (np.abs(a) > 1.0).reshape(self.B, -1).sum(axis=1)
+            self._clipped += outside
+            out[role] = np.clip(a, -1.0, 1.0)
+        return out
+
+    # ---------------------------------------------------------------------------------- planning
+    def _day_context(self) -> lk.DayContext:
+        steps = self.day_steps
+        tariff = np.einsum("bzt,pz->bpt", self.dso_tariff_zone, self.zone_matrix)
+        return lk.DayContext(self.day_ahead[:, steps], self.contract_import[steps], self.contract_export[steps], tariff)
+
+    def _dso_plan(self, action: np.ndarray, comm) -> None:
+        self.dso_tariff_zone = self.dso_link.decode_tariff(self.action_layout["dso"], action)
+        comm["aggregator-dso"][0] += 1
+        comm["aggregator-dso"][1] += HEADER_BYTES + VALUE_BYTES * self.n_zones * self.ppd
+
+    def _aggregator_plan(self, round_index: int, action: np.ndarray, comm) -> None:
+        layout = self.action_layout["aggregator"]
+        signals = self.prosumer_link.plan_signals(layout, action, self._day_context())
+        previous = self.plan_net_kw.copy()
+        active = ~self.frozen
+        if self.signals is None:
+            self.signals = signals
+        else:  # converged rows keep their signals and plans
+            for name in ("import_price", "export_price", "import_cap_kw", "export_cap_kw", "bill_import", "bill_export"):
+                getattr(self.signals, name)[active] = getattr(signals, name)[active]
+        if "price" in layout:
+            self.signal_action[active] = layout.view(action, "price")[active]
+        self._plan_energy_boxes(np.flatnonzero(active))
+        scale = POSITION_SCALE_KW_PER_PROSUMER * self.P
+        adjust = layout.view(action, "position_adjust")
+        position = self.plan_net_kw.sum(axis=1) + adjust * scale
+        self.position_kw[active] = position[active]
+        self.day_ahead_cap = self.signals.import_cap_kw.copy()
+        # communication: a signal to every prosumer; iterative: every plan back; the day-ahead bid
+        n_values = {"gateway": 0, "max_power": 2, "price_driven": 1, "iterative": 1}[self.prosumer_link.kind]
+        n_active = active.astype(float)
+        if n_values:
+            comm["aggregator-prosumers"][0] += n_active * self.P
+            comm["aggregator-prosumers"][1] += n_active * self.P * (HEADER_BYTES + VALUE_BYTES * n_values * self.ppd)
+        if self.prosumer_link.kind == "iterative":
+            comm["aggregator-prosumers"][0] += n_active * self.P
+            comm["aggregator-prosumers"][1] += n_active * self.P * (HEADER_BYTES + VALUE_BYTES * self.ppd)
+            tol = 0.01  # kW: a plan that moves less than this in every PTU counts as unchanged
+            change = np.abs(self.plan_net_kw - previous).max(axis=(1, 2))
+            newly = active & (round_index > 0) & (change < tol)
+            self.converged_round[newly] = round_index
+            self.frozen |= newly
+        comm["aggregator-market"][0] += 1.0
+        comm["aggregator-market"][1] += HEADER_BYTES + VALUE_BYTES * self.ppd
+
+    def _plan_energy_boxes(self, rows: np.ndarray) -> None:
+        """Every energy box of the given batch rows plans its day against its signals (the EMS)."""
+        from flexenv.policies import ems
+
+        steps, s = self.day_steps, self.signals
+        penalties = ems.Penalties(self.scenario.preferences.comfort_penalty_eur_per_kh,
+                                  self.scenario.preferences.ev_unmet_penalty_eur_per_kwh)
+        config = ems.EMSConfig(penalties=penalties)
+        for b in rows:  # one vectorised EMS call per batch row (rows have different days)
+            d = self.day
+            devices = dv.ProsumerDevices(
+                dv.PVParams(self.fleet.pv_kwp), self.battery, self.ev,
+                dv.EVSessions(self.ev_arrival[b, :, d], self.ev_departure[b, :, d], self.ev_energy_kwh[b, :, d]),
+                self.heat_pump,
+                dv.ApplianceParams(self.appliance_profile_kw, self.app_earliest[b, :, d], self.app_latest[b, :, d]),
+            )
+            problem = ems.ProsumerProblem(
+                self.dt_h, self.load_forecast_kw[b, :, steps], self.pv_forecast_kw[b, :, steps], self.t_out_degc[b, steps],
+                self.cop[b, :, steps], s.import_price[b], s.export_price[b], s.import_cap_kw[b], s.export_cap_kw[b],
+                devices, self.battery_kwh[b], self.ev_need_kwh[b], self.indoor_temp_degc[b], self.app_start[b], 0,
+            )
+            plan = ems.plan(problem, config)
+            self.plan_net_kw[b] = plan.net_kw
+            self.plan_requests[b, :, :, BATTERY] = plan.battery_kw
+            self.plan_requests[b, :, :, EV] = plan.ev_kw
+            self.plan_requests[b, :, :, HEAT_PUMP] = plan.heat_pump_kw
+            self.plan_requests[b, :, :, PV] = plan.pv_used_kw
+            self.plan_start[b] = plan.appliance_start_ptu
+
+    def plan_actions(self, t: int | None = None) -> np.ndarray:
+        """(B, P, 5) the energy boxes' plan for day PTU `t` (default: the current one), as normalised actions."""
+        t = self.current.index if t is None else t
+        t = min(t, self.ppd - 1)
+        pv_avail = self.pv_avail_kw[:, :, self.day_steps][:, :, t]
+        return lk.encode_setpoints(self.plan_requests[:, :, t, :], self.setpoint_scale, pv_avail, self.plan_start == t)
+
+    # ----------------------------------------------------------------------------------- operate
+    def _operate(self, t: int, actions: dict, ledger: Ledger, comm) -> tuple[np.ndarray, dict]:
+        B, P, dt = self.B, self.P, self.dt_h
+        g = self.day * self.ppd + t  # episode PTU
+        d = self.day
+        link = self.prosumer_link
+        pv_avail = self.pv_avail_kw[:, :, g]
+
+        # ---- requests: who controls which device
+        nocontrol = np.zeros((B, P, len(DEVICE_ORDER)), dtype=bool)
+        if link.kind == "gateway":
+            setpoints = self.action_layout["aggregator"].view(actions["aggregator"], "setpoints")
+            requests = lk.decode_setpoints(setpoints, self.setpoint_scale, pv_avail)
+            m = self.scenario.links.prosumer.manageability
+            hour = t * dt
+            in_hours = m.hours[0] <= hour < m.hours[1]
+            managed = np.array([name in m.devices for name in DEVICE_ORDER])
+            allowed = (self.overrides_used < m.max_overrides_per_day)[:, :, None]
+            controlled = in_hours & managed[None, None, :] & allowed
+            nocontrol = ~controlled
+            self.overrides_used += controlled.any(axis=2)
+            n_managed = (controlled & self.device_present[None]).sum(axis=2)
+            comm["aggregator-prosumers"][0] += 2 * P  # setpoints down, measurements up
+            comm["aggregator-prosumers"][1] += (2 * HEADER_BYTES * P + VALUE_BYTES * (n_managed.sum(axis=1) + 5 * P))
+        else:
+            requests = lk.decode_setpoints(actions["prosumer"], self.setpoint_scale, pv_avail)
+            comm["aggregator-prosumers"][0] += P  # meter reading for settlement
+            comm["aggregator-prosumers"][1] += P * (HEADER_BYTES + VALUE_BYTES)
+
+        # ---- caps: the aggregator's (max-power) and the DSO's (isolated), the tighter one binds
+        import_cap = self.day_ahead_cap[:, :, t]
+        export_cap = self.signals.export_cap_kw[:, :, t]
+        intraday_fee_kw = np.zeros((B, P))
+        if link.kind == "max_power":
+            tightened = link.intraday_import_cap(self.action_layout["aggregator"], actions["aggregator"], import_cap)
+            changed = tightened < import_cap - 1e-9
+            margin = self.scenario.links.prosumer.intraday_change_margin_kw
+            intraday_fee_kw = np.where(changed, np.maximum(self.plan_net_kw[:, :, t] - tightened - margin, 0.0), 0.0)
+            comm["aggregator-prosumers"][0] += changed.sum(axis=1)
+            comm["aggregator-prosumers"][1] += changed.sum(axis=1) * (HEADER_BYTES + VALUE_BYTES)
+            import_cap = tightened
+        if self.dso_link.kind == "isolated":
+            zone_cap = self.dso_link.decode_caps(self.action_layout["dso"], actions["dso"])
+            new_dso_cap = zone_cap[:, self.zone_of_prosumer]
+            changed = ~np.isclose(new_dso_cap, self.dso_cap_kw) & ~(np.isinf(new_dso_cap) & np.isinf(self.dso_cap_kw))
+            comm["dso-prosumers"][0] += changed.sum(axis=1)
+            comm["dso-prosumers"][1] += changed.sum(axis=1) * (HEADER_BYTES + VALUE_BYTES)
+            self.dso_cap_kw = new_dso_cap
+        dso_binds = self.dso_cap_kw < np.minimum(import_cap, export_cap)
+        import_cap = np.minimum(import_cap, self.dso_cap_kw)
+        export_cap = np.minimum(export_cap, self.dso_cap_kw)
+
+        # ---- devices (one fused numba call)
+        out = operate_kernel(
+            t, dt, self.load_kw[:, :, g], pv_avail, self.t_out_degc[:, g], self.cop[:, :, g],
+            self.ev_arrival[:, :, d], self.ev_departure[:, :, d], self.ev_energy_kwh[:, :, d],
+            self.app_earliest[:, :, d], self.app_latest[:, :, d],
+            *self.battery, self.ev.capacity_kwh, self.ev.p_max_kw, self.ev.eta_charge, self.ev.v2g,
+            self.heat_pump.p_max_kw, self.heat_pump.r_k_per_kw, self.heat_pump.c_kwh_per_k,
+            self.heat_pump.t_min_degc, self.heat_pump.t_max_degc, self.heat_pump.t_set_degc,
+            self.appliance_profile_kw, self.battery_kwh, self.ev_need_kwh, self.indoor_temp_degc, self.app_start,
+            np.ascontiguousarray(requests), nocontrol, np.ascontiguousarray(import_cap), np.ascontiguousarray(export_cap),
+        )
+        (self.battery_kwh, self.ev_need_kwh, self.indoor_temp_degc, self.app_start, power, net, request_cut,
+         cap_cut, breach, curtailed, comfort, unmet, forced) = out
+        self.last_net_kw = net
+
+        # ---- grid
+        tan_phi = np.tan(np.arccos(self.fleet.power_factor))
+        q_kvar = tan_phi * (self.load_kw[:, :, g] + power[:, :, HEAT_PUMP] + power[:, :, APPLIANCE])
+        result = powerflow.solve(self.feeder, net @ self.bus_matrix, q_kvar @ self.bus_matrix, v_init=self.v_pu, warn=False)
+        ok = result.converged
+        self.v_pu = np.where(ok[:, None], result.v_pu, 1.0 + 0j) if not ok.all() else result.v_pu
+        fcfg = self.scenario.feeder
+        vm = result.vm_pu[:, self.lv_bus]
+        voltage_violations = ((vm < fcfg.v_min_pu) | (vm > fcfg.v_max_pu)).sum(axis=1)
+        line_ratio = result.line_loading_pct / fcfg.line_loading_max_pct * 100
+        trafo_ratio = result.trafo_loading_pct[:, 0] / fcfg.trafo_loading_max_pct * 100
+        worst = np.maximum(line_ratio.max(axis=1, initial=0.0), trafo_ratio)
+        overloaded = worst > 100.0
+        tl = self.scenario.links.dso.traffic_light
+        light = np.digitize(worst, [tl.yellow_pct, tl.orange_pct, tl.red_pct])
+        light = np.where(voltage_violations > 0, np.maximum(light, 2), light)
+        self.traffic_light = light
+        self.last_vm_pu, self.last_line_loading = result.vm_pu, result.line_loading_pct
+        self.last_trafo_loading = result.trafo_loading_pct[:, 0]
+
+        # ---- money (DESIGN.md §4): what the contracts and markets say
+        s = self.signals
+        energy = energy_cost_eur(net, s.bill_import[:, :, t], s.bill_export[:, :, t], dt)
+        ledger.pay("retail_energy", "prosumer", "aggregator", energy)
+        cfg = self.scenario.links.prosumer
+        fee_per_kw_month = getattr(cfg, "management_fee_eur_per_kw_month", 0.0)
+        if link.kind == "gateway" and cfg.billing == "fixed_curve":
+            fee_per_kw_month = 0.0
+            ledger.pay("fixed_fee", "prosumer", "aggregator", np.full((B, P), cfg.fixed_fee_eur_per_day * dt / 24.0))
+        if fee_per_kw_month:
+            monthly = fee_per_kw_month * self.manageable_kw * dt / (30.0 * 24.0)
+            ledger.pay("management_fee", "prosumer", "aggregator", np.broadcast_to(monthly, (B, P)).copy())
+        if link.kind == "gateway":
+            events = (unmet > 0.01).astype(float) + (comfort > 0).astype(float)
+            ledger.pay("violation_fee", "aggregator", "prosumer", cfg.violation_fee_eur * events)
+        if link.kind == "max_power":
+            ledger.pay("intraday_change_fee", "aggregator", "prosumer", cfg.intraday_change_fee_eur_per_kwh * intraday_fee_kw * dt)
+        if link.kind == "iterative":
+            planned = self.plan_net_kw[:, :, t]
+            aggregate_dev = np.abs(net.sum(axis=1) - planned.sum(axis=1))
+            band = cfg.tolerance_band_pct / 100.0 * np.abs(planned.sum(axis=1))
+            outside = (aggregate_dev > band)[:, None]
+            ledger.pay("deviation_penalty", "prosumer", "aggregator",
+                       np.where(outside, cfg.deviation_penalty_eur_per_kwh * np.abs(net - planned) * dt, 0.0))
+        if self.dso_link.kind == "tariff":
+            tariff = self.dso_tariff_zone[:, :, t][:, self.zone_of_prosumer]
+            ledger.pay("dso_tariff", "aggregator", "dso", (np.maximum(net, 0.0) * tariff * dt).sum(axis=1))
+        if self.dso_link.kind == "isolated":
+            compensation = self.scenario.links.dso.curtailment_compensation_eur_per_kwh
+            ledger.pay("dso_compensation", "dso", "prosumer", compensation * np.where(dso_binds, cap_cut, 0.0) * dt)
+        dcfg = self.scenario.links.dso
+        ledger.pay("quality_incentive", "dso", "market",
+                   dcfg.voltage_violation_penalty_eur * voltage_violations + dcfg.overload_penalty_eur * overloaded)
+        position = self.position_kw[:, t]
+        ledger.pay("day_ahead", "aggregator", "market", position * self.day_ahead[:, g] * dt)
+        deviation = net.sum(axis=1) - position
+        ledger.pay("imbalance", "aggregator", "market",
+                   imbalance_cost_eur(deviation, self.imbalance_short[:, g], self.imbalance_long[:, g], dt))
+
+        prefs = self.scenario.preferences
+        discomfort = prefs.comfort_penalty_eur_per_kh * comfort + prefs.ev_unmet_penalty_eur_per_kwh * unmet
+        if not link.prosumers_are_agents:
+            discomfort = np.zeros((B, P))
+        kpis = {
+            "net_kw": net, "device_kw": power, "comfort_violation_kh": comfort, "ev_unmet_kwh": unmet,
+            "pv_curtailed_kw": curtailed, "cap_cut_kw": cap_cut, "cap_breach_kw": breach, "request_cut_kw": request_cut,
+            "appliance_forced": forced, "import_cap_kw": import_cap, "export_cap_kw": export_cap,
+            "vm_pu": result.vm_pu, "line_loading_pct": result.line_loading_pct, "trafo_loading_pct": result.trafo_loading_pct[:, 0],
+            "losses_kw": result.losses_kw, "powerflow_converged": ok, "voltage_violations": voltage_violations,
+            "overloaded": overloaded, "traffic_light": light, "position_kw": position, "deviation_kw": deviation,
+        }
+        return discomfort, kpis
+
+    def _accumulate(self, ledger: Ledger, comm, kpis) -> None:
+        t = self.totals
+        t["prosumer_money_eur"] += ledger.prosumer
+        t["aggregator_money_eur"] += ledger.aggregator
+        t["dso_money_eur"] += ledger.dso
+        t["market_money_eur"] += ledger.market
+        t["clipped_actions"] += self._clipped
+        for link, (messages, n_bytes) in comm.items():
+            t[f"messages/{link}"] += messages
+            t[f"bytes/{link}"] += n_bytes
+        if not kpis:
+            return
+        dt = self.dt_h
+        t["comfort_violation_kh"] += kpis["comfort_violation_kh"]
+        t["ev_unmet_kwh"] += kpis["ev_unmet_kwh"]
+        t["pv_curtailed_kwh"] += kpis["pv_curtailed_kw"].sum(axis=1) * dt
+        t["cap_cut_kwh"] += kpis["cap_cut_kw"].sum(axis=1) * dt
+        t["cap_breach_kwh"] += kpis["cap_breach_kw"].sum(axis=1) * dt
+        t["losses_kwh"] += kpis["losses_kw"] * dt
+        net = kpis["net_kw"]
+        t["import_kwh"] += np.maximum(net, 0).sum(axis=1) * dt
+        t["export_kwh"] += np.maximum(-net, 0).sum(axis=1) * dt
+        t["peak_trafo_loading_pct"] = np.maximum(t["peak_trafo_loading_pct"], kpis["trafo_loading_pct"])
+        t["congested_ptus"] += kpis["overloaded"]
+        t["voltage_violations"] += kpis["voltage_violations"]
+        t["powerflow_failures"] += ~kpis["powerflow_converged"]
+
+    # ------------------------------------------------------------------------------ observation
+    def observe(self) -> dict[str, np.ndarray]:
+        """Observations for the next step: {"prosumer": (B, P, O), "aggregator": (B, O), "dso": (B, O)} float32."""
+        B, P, T = self.B, self.P, self.ppd
+        step = self.schedule[min(self.k, self.n_steps - 1)]
+        t = step.index if step.phase == "operate" else 0
+        g = self.day * T + t
+        weekday = self.grid.weekday[self.day]
+        time = np.array([np.sin(2 * np.pi * t / T), np.cos(2 * np.pi * t / T), np.sin(2 * np.pi * weekday / 7),
+                         np.cos(2 * np.pi * weekday / 7), t / T, self.day / self.n_days])
+        phase = np.zeros(len(PHASES))
+        phase[PHASES.index(step.phase)] = 1.0
+        rounds = step.index / max(1, self.prosumer_link.planning_rounds) if step.phase == "agg_plan" else 0.0
+        out = {}
+        for role, layout in self.obs_layout.items():
+            shape = (B, P, layout.size) if role == "prosumer" else (B, layout.size)
+            vec = np.zeros(shape)
+            layout.write(vec, "time", np.broadcast_to(time, shape[:-1] + (6,)))
+            layout.write(vec, "phase", np.broadcast_to(phase, shape[:-1] + (3,)))
+            layout.write(vec, "round", np.full(shape[:-1] + (1,), rounds))
+            out[role] = vec
+        steps = self.day_steps
+        scale = POSITION_SCALE_KW_PER_PROSUMER * P
+        light = np.eye(4)[self.traffic_light]
+
+        # prosumers
+        lay, vec = self.obs_layout["prosumer"], out["prosumer"]
+        H = OBS_HORIZON_PTU
+        ahead = np.minimum(t + np.arange(H), T - 1)
+        if self.signals is not None:
+            lay.write(vec, "import_price", self.signals.import_price[:, :, ahead])
+            lay.write(vec, "export_price", self.signals.export_price[:, :, ahead])
+            lay.write(vec, "import_cap", np.minimum(self.day_ahead_cap[:, :, ahead], 50.0) / 50.0)
+        lay.write(vec, "load_forecast", self.load_forecast_kw[:, :, steps][:, :, ahead] / 10.0)
+        lay.write(vec, "pv_forecast", self.pv_forecast_kw[:, :, steps][:, :, ahead] / 10.0)
+        fl = self.fleet
+        d = self.day
+        present_ev = (self.ev_arrival[:, :, d] <= t) & (t < self.ev_departure[:, :, d])
+        band = np.maximum(self.heat_pump.t_max_degc - self.heat_pump.t_min_degc, 1e-9)
+        pending = (self.app_start < 0) & (self.app_earliest[:, :, d] < T)
+        ones = np.ones((B, P))
+        devices = np.stack([
+            fl.has_pv * ones, fl.pv_kwp / 10 * ones, fl.has_battery * ones,
+            np.divide(self.battery_kwh, self.battery.capacity_kwh, out=np.zeros((B, P)), where=self.battery.capacity_kwh > 0),
+            self.battery.capacity_kwh / 20 * ones, fl.has_ev * ones, present_ev.astype(float),
+            np.divide(self.ev_need_kwh, self.ev.capacity_kwh, out=np.zeros((B, P)), where=self.ev.capacity_kwh > 0) * present_ev,
+            np.where(present_ev, (self.ev_departure[:, :, d] - t) * self.dt_h / 24.0, 0.0),
+            fl.has_heat_pump * ones, (self.indoor_temp_degc - self.heat_pump.t_min_degc) / band,
+            np.broadcast_to(self.t_out_degc[:, g, None] / 20.0, (B, P)), fl.has_appliance * ones, pending.astype(float),
+            np.where(pending, np.maximum(self.app_latest[:, :, d] - t, 0) * self.dt_h / 24.0, 0.0),
+        ], axis=-1)
+        lay.write(vec, "devices", devices)
+        if self.signals is not None and step.phase == "operate":
+            lay.write(vec, "plan", self.plan_actions(t))
+        lay.write(vec, "last_net", self.last_net_kw[:, :, None] / 10.0)
+
+        # aggregator
+        lay, vec = self.obs_layout["aggregator"], out["aggregator"]
+        lay.write(vec, "day_ahead", self.day_ahead[:, steps])
+        lay.write(vec, "load_forecast", self.load_forecast_kw[:, :, steps].sum(axis=1) / scale)
+        lay.write(vec, "pv_forecast", self.pv_forecast_kw[:, :, steps].sum(axis=1) / scale)
+        lay.write(vec, "dso_tariff", self.dso_tariff_zone)
+        lay.write(vec, "declared_plan", self.plan_net_kw.sum(axis=1) / scale)
+        lay.write(vec, "position", self.position_kw / scale)
+        g_last = max(g - 1, 0)
+        lay.write(vec, "last", np.stack([self.last_net_kw.sum(axis=1) / scale, self.imbalance_short[:, g_last],
+                                         self.imbalance_long[:, g_last]], axis=-1))
+        lay.write(vec, "traffic_light", light)
+        if "signal" in lay:
+            lay.write(vec, "signal", self.signal_action)
+        if "plan" in lay:
+            if self.signals is not None and step.phase == "operate":
+                lay.write(vec, "plan", self.plan_actions(t))
+            states = devices[:, :, [3, 7, 10, 13]]
+            lay.write(vec, "states", states)
+
+        # DSO
+        lay, vec = self.obs_layout["dso"], out["dso"]
+        rating = self.trafo_rating_kva
+        lay.write(vec, "prognosis", self.prognosis_zone_kw / rating)
+        lay.write(vec, "declared_plan", np.einsum("bpt,pz->bzt", self.plan_net_kw, self.zone_matrix) / rating)
+        lay.write(vec, "voltage", (self.last_vm_pu[:, self.lv_bus] - 1.0) * 10.0)
+        lay.write(vec, "line_loading", self.last_line_loading / 100.0)
+        lay.write(vec, "trafo_loading", self.last_trafo_loading[:, None] / 100.0)
+        lay.write(vec, "traffic_light", light)
+        lay.write(vec, "zone_net", (self.last_net_kw @ self.zone_matrix) / rating)
+        return {role: np.asarray(v, dtype=np.float32) for role, v in out.items()}

@@ -1,0 +1,193 @@
+"""PettingZoo `ParallelEnv` over the engine: one environment, every actor an agent.
+
+Agents (DESIGN.md §2): `aggregator_1`, `dso`, and `prosumer_<i>` for every prosumer when the
+aggregator ↔ prosumer link leaves decisions to them (all links but gateway, where the aggregator
+sets the devices directly). Every agent acts at every step; a field that has no meaning in the
+current phase is ignored (each space's `describe()` says which field applies when).
+
+Spaces (Box, float32):
+- actions in [-1, 1]; values outside are clipped and counted in `infos[agent]["clipped_actions"]`;
+  NaN or a wrong shape raises ValueError.
+- observations unbounded; the fields are listed by `env.describe_observation(agent)`.
+Prosumers share one observation and one action space, so one policy can drive all of them.
+
+Rewards are each actor's own money in € this step (prosumers: minus their bill, fees and
+penalties, minus the value of lost comfort and unmet EV energy). `infos[agent]` carries the step's
+KPIs; at the last step also `episode`, the summary of the whole episode.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import gymnasium
+import numpy as np
+from pettingzoo import ParallelEnv
+
+from flexenv.engine import Engine
+from flexenv.policies.rule_based import RuleBasedAggregator, RuleBasedDSO, follow_plan
+from flexenv.scenario.schema import Scenario
+
+AGGREGATOR = "aggregator_1"
+DSO = "dso"
+
+
+def prosumer_id(i: int) -> str:
+    return f"prosumer_{i}"
+
+
+class FlexEnv(ParallelEnv):
+    metadata = {"name": "flexenv_v0", "render_modes": ["ansi", "rgb_array"], "is_parallelizable": True}
+
+    def __init__(self, scenario: Scenario, render_mode: str | None = None, env_id: str | None = None):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode {render_mode!r}: choose one of {self.metadata['render_modes']}")
+        self.render_mode = render_mode
+        self.scenario = scenario
+        self.env_id = env_id or scenario.name
+        self.engine = Engine(scenario, batch_size=1)
+        e = self.engine
+        prosumers = [prosumer_id(i) for i in range(e.P)] if e.prosumer_link.prosumers_are_agents else []
+        self.possible_agents = [AGGREGATOR, DSO] + prosumers
+        self.agents = []
+        self._role = {AGGREGATOR: "aggregator", DSO: "dso", **{p: "prosumer" for p in prosumers}}
+        self._np_random = np.random.default_rng()
+        self.builtin = {"aggregator": RuleBasedAggregator(e), "dso": RuleBasedDSO(e)}
+        self._last_info = None
+
+    # ------------------------------------------------------------------ spaces
+    @functools.lru_cache(maxsize=None)
+    def observation_space(self, agent: str) -> gymnasium.spaces.Box:
+        size = self.engine.obs_layout[self._role[agent]].size
+        return gymnasium.spaces.Box(-np.inf, np.inf, shape=(size,), dtype=np.float32)
+
+    @functools.lru_cache(maxsize=None)
+    def action_space(self, agent: str) -> gymnasium.spaces.Box:
+        size = self.engine.action_layout[self._role[agent]].size
+        return gymnasium.spaces.Box(-1.0, 1.0, shape=(size,), dtype=np.float32)
+
+    def describe_observation(self, agent: str) -> str:
+        return self.engine.obs_layout[self._role[agent]].describe()
+
+    def describe_action(self, agent: str) -> str:
+        return self.engine.action_layout[self._role[agent]].describe()
+
+    # ------------------------------------------------------------------ API
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self._np_random = np.random.default_rng(seed)
+        episode_seed = int(self._np_random.integers(0, 2**31 - 1))
+        self.agents = list(self.possible_agents)
+        self._obs = self.engine.reset([episode_seed])
+        self.episode_seed = episode_seed
+        infos = {agent: {"phase": self.engine.current.phase, "episode_seed": episode_seed} for agent in self.agents}
+        return self._split(self._obs), infos
+
+    def step(self, actions: dict):
+        if not self.agents:
+            raise RuntimeError("step() after the episode ended: call reset()")
+        e = self.engine
+        batch = {}
+        for role, agent in (("aggregator", AGGREGATOR), ("dso", DSO)):
+            batch[role] = self._agent_action(actions, agent)[None, :]
+        if e.prosumer_link.prosumers_are_agents:
+            batch["prosumer"] = np.stack([self._agent_action(actions, prosumer_id(i)) for i in range(e.P)])[None]
+        self._obs, rewards, info = e.step(batch)
+        self._last_info = info
+        obs = self._split(self._obs)
+        reward = {AGGREGATOR: float(rewards["aggregator"][0]), DSO: float(rewards["dso"][0])}
+        for i in range(e.P if e.prosumer_link.prosumers_are_agents else 0):
+            reward[prosumer_id(i)] = float(rewards["prosumer"][0, i])
+        done = e.done
+        infos = self._infos(info)
+        terminations = {agent: done for agent in self.agents}
+        truncations = {agent: False for agent in self.agents}
+        if done:
+            self.agents = []
+        return obs, reward, terminations, truncations, infos
+
+    def _agent_action(self, actions: dict, agent: str) -> np.ndarray:
+        if agent not in actions:
+            raise ValueError(f"no action for agent {agent!r}")
+        a = np.asarray(actions[agent], dtype=np.float64)
+        expected = self.action_space(agent).shape
+        if a.shape != expected:
+            raise ValueError(f"action of {agent!r} has shape {a.shape}, expected {expected}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"action of {agent!r} contains NaN or inf")
+        return a
+
+    def _split(self, obs: dict) -> dict:
+        out = {AGGREGATOR: obs["aggregator"][0], DSO: obs["dso"][0]}
+        if self.engine.prosumer_link.prosumers_are_agents:
+            out.update({prosumer_id(i): obs["prosumer"][0, i] for i in range(self.engine.P)})
+        return out
+
+    def _infos(self, info: dict) -> dict:
+        e = self.engine
+        kpis = {k: (v[0] if isinstance(v, np.ndarray) else v) for k, v in info["kpis"].items()}
+        common = {
+            "phase": info["phase"], "day": info["day"], "index": info["index"],
+            "clipped_actions": int(e._clipped[0]), "flows_eur": {k: float(v[0]) for k, v in info["ledger"].flows.items()},
+            "messages": {k: float(v[0][0]) for k, v in info["comm"].items()},
+            "bytes": {k: float(v[1][0]) for k, v in info["comm"].items()},
+        }
+        if kpis:
+            common["trafo_loading_pct"] = float(kpis["trafo_loading_pct"])
+            common["voltage_violations"] = int(kpis["voltage_violations"])
+            common["traffic_light"] = int(kpis["traffic_light"])
+            common["losses_kw"] = float(kpis["losses_kw"])
+            common["portfolio_net_kw"] = float(kpis["net_kw"].sum())
+        if e.done:
+            common["episode"] = self.episode_summary()
+        infos = {agent: dict(common) for agent in self.agents}
+        if kpis:
+            for i in range(e.P if e.prosumer_link.prosumers_are_agents else 0):
+                infos[prosumer_id(i)].update(net_kw=float(kpis["net_kw"][i]), comfort_violation_kh=float(kpis["comfort_violation_kh"][i]),
+                                              ev_unmet_kwh=float(kpis["ev_unmet_kwh"][i]))
+        return infos
+
+    def episode_summary(self) -> dict:
+        """Episode KPIs (DESIGN.md §5) of row 0, totals over the episode so far."""
+        t = self.engine.totals
+        out = {}
+        for key, value in t.items():
+            v = np.asarray(value)[0]
+            out[key] = float(v.sum()) if np.ndim(v) else float(v)
+        out["prosumer_bills_eur"] = (-np.asarray(t["prosumer_money_eur"])[0]).tolist()
+        return out
+
+    # ------------------------------------------------------------------ built-in policies
+    def builtin_actions(self, observations: dict) -> dict:
+        """Actions of every live agent's built-in policy (rule-based aggregator and DSO, energy boxes)."""
+        e = self.engine
+        acts = {}
+        if AGGREGATOR in observations:
+            acts[AGGREGATOR] = self.builtin["aggregator"](observations[AGGREGATOR][None])[0].astype(np.float32)
+        if DSO in observations:
+            acts[DSO] = self.builtin["dso"](observations[DSO][None])[0].astype(np.float32)
+        if e.prosumer_link.prosumers_are_agents:
+            ids = [prosumer_id(i) for i in range(e.P) if prosumer_id(i) in observations]
+            if ids:
+                stacked = np.stack([observations[a] for a in ids])[None]
+                plan = follow_plan(e, stacked)[0]
+                acts.update({a: plan[j].astype(np.float32) for j, a in enumerate(ids)})
+        return acts
+
+    # ------------------------------------------------------------------ render
+    def render(self):
+        if self.render_mode is None:
+            gymnasium.logger.warn("render() called without a render_mode")
+            return None
+        from flexenv import render
+
+        if self.render_mode == "ansi":
+            return render.ansi_frame(self.engine, self._last_info)
+        return render.rgb_frame(self.engine)
+
+    def close(self):
+        pass
+
+    def state(self) -> np.ndarray:
+        """Global state: every observation concatenated (for centralised critics)."""
+        return np.concatenate([self._split(self._obs)[a] for a in self.possible_agents])

@@ -1,0 +1,60 @@
+"""Gymnasium view of one agent: it acts, every other agent runs its built-in policy."""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+
+from flexenv.envs.parallel import FlexEnv
+
+
+class SingleAgentEnv(gymnasium.Env):
+    """`env.agent_id` acts through a flat Box; the others use `FlexEnv.builtin_actions`.
+
+    Spaces are the agent's own (see `FlexEnv.describe_action` / `describe_observation`); the reward is
+    the agent's money this step; `info` is the agent's info from the parallel env.
+    """
+
+    metadata = {"render_modes": ["ansi", "rgb_array"]}
+
+    def __init__(self, env: FlexEnv, agent_id: str):
+        if agent_id not in env.possible_agents:
+            raise ValueError(f"agent {agent_id!r} is not in this environment; agents: {env.possible_agents[:5]}...")
+        self.env = env
+        self.agent_id = agent_id
+        self.observation_space = env.observation_space(agent_id)
+        self.action_space = env.action_space(agent_id)
+        self.render_mode = env.render_mode
+        self._obs = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is None and self._obs is None:
+            seed = int(self.np_random.integers(0, 2**31 - 1))
+        self._obs, infos = self.env.reset(seed=seed, options=options)
+        return self._obs[self.agent_id], infos[self.agent_id]
+
+    def step(self, action):
+        actions = self.env.builtin_actions(self._obs)
+        actions[self.agent_id] = np.asarray(action, dtype=np.float32)
+        self._obs, rewards, terminations, truncations, infos = self.env.step(actions)
+        a = self.agent_id
+        return self._obs[a], rewards[a], terminations[a], truncations[a], infos[a]
+
+    def render(self):
+        return self.env.render()
+
+    def close(self):
+        self.env.close()
+
+
+def single_agent(env: FlexEnv | str, agent_id: str = "aggregator_1", **kwargs) -> SingleAgentEnv:
+    """A Gymnasium env in which `agent_id` acts and all others use built-in policies.
+
+    `env` is a `FlexEnv` or a registered id (then `kwargs` go to `flexenv.make`).
+    """
+    if isinstance(env, str):
+        from flexenv.envs.registry import make
+
+        env = make(env, **kwargs)
+    return SingleAgentEnv(env, agent_id)
