@@ -103,6 +103,7 @@ def run(reps: int, seed: int, n_speed: int, floor_eur: float) -> dict:
                      for r in flexible])
     for r, g in zip(flexible, gaps):
         r["gap_pct"] = float(g)
+    gaps_tot = np.array([100.0 * (r["j_ems"] - r["j_milp"]) / max(abs(r["j_milp"]), floor_eur) for r in flexible])
     capv = sum(1 for r in rows if r["caps"] and r["capv_ems"] > r["capv_milp"] + 1e-6)
     milp_exec_err = max(abs(r["j_milp"] - r["j_milp_solver"]) for r in rows)
 
@@ -138,6 +139,8 @@ def run(reps: int, seed: int, n_speed: int, floor_eur: float) -> dict:
         p95_gap_pct=float(np.percentile(gaps, 95)),
         share_within_0_5_pct=float(np.mean(gaps <= 0.5)),
         min_gap_pct=float(gaps.min()),
+        median_gap_vs_total_objective_pct=float(np.median(gaps_tot)),
+        worst_gap_vs_total_objective_pct=float(gaps_tot.max()),
         gap_floor_eur=floor_eur,
         cap_violations=int(capv),
         capped_instances=int(sum(r["caps"] for r in rows)),
@@ -176,6 +179,7 @@ def write_md(res: dict, path: Path) -> None:
         f"| worst gap | {res['worst_gap_pct']:.2f} % | <= {t['worst_gap_pct']} % | "
         f"{ok(res['worst_gap_pct'] <= t['worst_gap_pct'])} |",
         f"| 95th percentile gap | {res['p95_gap_pct']:.2f} % | | |",
+        f"| worst gap relative to the whole MILP objective | {res['worst_gap_vs_total_objective_pct']:.2f} % | | |",
         f"| instances within 0.5 % | {100 * res['share_within_0_5_pct']:.1f} % | | |",
         f"| cap violations where the MILP complies | {res['cap_violations']} of {res['capped_instances']} | 0 | "
         f"{ok(res['cap_violations'] == 0)} |",
@@ -189,7 +193,9 @@ def write_md(res: dict, path: Path) -> None:
     ]
     for k, v in res["breakdown"].items():
         lines.append(f"| {k} | {v['n']} | {v['median_gap_pct']:.3f} | {v['worst_gap_pct']:.2f} |")
-    lines.append("")
+    lines += ["", "The flexible part J_milp - J_base includes the penalties the devices avoid (EV energy, comfort, "
+              "caps), so a large avoided penalty makes the denominator large; the gap against the whole "
+              "objective is shown as a cross-check.", ""]
     path.write_text("\n".join(lines))
 
 
