@@ -24,6 +24,16 @@ def env_ids() -> list[str]:
     return _env_ids()
 
 
+def _register() -> None:
+    # Single-agent views become available to gymnasium.make("flexenv/...") once flexenv is imported.
+    from flexenv.envs.registry import register_gymnasium
+
+    register_gymnasium()
+
+
+_register()
+
+
 def __getattr__(name):
     if name == "wrappers":
         import importlib

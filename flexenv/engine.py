@@ -41,6 +41,7 @@ PHASES = ("dso_plan", "agg_plan", "operate")
 TRAFFIC_LIGHTS = ("green", "yellow", "orange", "red")
 POSITION_SCALE_KW_PER_PROSUMER = 2.0  # scale of the aggregator's position and aggregate observations
 OBS_HORIZON_PTU = 16  # how far ahead a prosumer sees its signals and forecasts
+OBS_BOUND = 1.0e3  # observation features are normalised to O(1); the Box bound is this
 HEADER_BYTES, VALUE_BYTES = 16, 8  # communication accounting: message header and one float
 COMM_LINKS = ("aggregator-prosumers", "aggregator-dso", "dso-prosumers", "aggregator-market")
 
@@ -597,7 +598,7 @@ class Engine:
             "pv_curtailed_kw": curtailed, "cap_cut_kw": cap_cut, "cap_breach_kw": breach, "request_cut_kw": request_cut,
             "appliance_forced": forced, "import_cap_kw": import_cap, "export_cap_kw": export_cap,
             "vm_pu": result.vm_pu, "line_loading_pct": result.line_loading_pct, "trafo_loading_pct": result.trafo_loading_pct[:, 0],
-            "losses_kw": result.losses_kw, "powerflow_converged": ok, "voltage_violations": voltage_violations,
+            "losses_kw": result.losses_kw, "p_slack_kw": result.p_slack_kw, "powerflow_converged": ok, "voltage_violations": voltage_violations,
             "overloaded": overloaded, "traffic_light": light, "position_kw": position, "deviation_kw": deviation,
         }
         return discomfort, kpis
@@ -715,4 +716,4 @@ class Engine:
         lay.write(vec, "trafo_loading", self.last_trafo_loading[:, None] / 100.0)
         lay.write(vec, "traffic_light", light)
         lay.write(vec, "zone_net", (self.last_net_kw @ self.zone_matrix) / rating)
-        return {role: np.asarray(v, dtype=np.float32) for role, v in out.items()}
+        return {role: np.clip(v, -OBS_BOUND, OBS_BOUND).astype(np.float32) for role, v in out.items()}

@@ -18,14 +18,8 @@ class Field:
     shape: tuple[int, ...]
     doc: str
     start: int
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape)) if self.shape else 1
-
-    @property
-    def stop(self) -> int:
-        return self.start + self.size
+    size: int
+    stop: int
 
 
 class Layout:
@@ -35,7 +29,8 @@ class Layout:
 
     def add(self, name: str, shape: tuple[int, ...] | int, doc: str) -> "Layout":
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
-        field = Field(name, shape, doc, self.size)
+        size = int(np.prod(shape))
+        field = Field(name, shape, doc, self.size, size, self.size + size)
         self.fields[name] = field
         self.size = field.stop
         return self

@@ -8,7 +8,8 @@ current phase is ignored (each space's `describe()` says which field applies whe
 Spaces (Box, float32):
 - actions in [-1, 1]; values outside are clipped and counted in `infos[agent]["clipped_actions"]`;
   NaN or a wrong shape raises ValueError.
-- observations unbounded; the fields are listed by `env.describe_observation(agent)`.
+- observations: normalised features, O(1), bounded by ±OBS_BOUND; the fields are listed by
+  `env.describe_observation(agent)`.
 Prosumers share one observation and one action space, so one policy can drive all of them.
 
 Rewards are each actor's own money in € this step (prosumers: minus their bill, fees and
@@ -24,7 +25,7 @@ import gymnasium
 import numpy as np
 from pettingzoo import ParallelEnv
 
-from flexenv.engine import Engine
+from flexenv.engine import OBS_BOUND, Engine
 from flexenv.policies.rule_based import RuleBasedAggregator, RuleBasedDSO, follow_plan
 from flexenv.scenario.schema import Scenario
 
@@ -59,7 +60,7 @@ class FlexEnv(ParallelEnv):
     @functools.lru_cache(maxsize=None)
     def observation_space(self, agent: str) -> gymnasium.spaces.Box:
         size = self.engine.obs_layout[self._role[agent]].size
-        return gymnasium.spaces.Box(-np.inf, np.inf, shape=(size,), dtype=np.float32)
+        return gymnasium.spaces.Box(-OBS_BOUND, OBS_BOUND, shape=(size,), dtype=np.float32)
 
     @functools.lru_cache(maxsize=None)
     def action_space(self, agent: str) -> gymnasium.spaces.Box:

@@ -65,6 +65,8 @@ def make(env_id_or_scenario, render_mode: str | None = None, **scenario_override
         return FlexEnv(scenario, render_mode=render_mode)
     if env_id_or_scenario in _REGISTRY:
         return FlexEnv(scenario_for(env_id_or_scenario, **scenario_overrides), render_mode=render_mode, env_id=env_id_or_scenario)
+    if str(env_id_or_scenario).endswith(f"-{VERSION}"):
+        raise ValueError(f"unknown environment id {env_id_or_scenario!r}; registered ids: flexenv.env_ids(), e.g. {env_ids()[:3]}")
     return FlexEnv(load(env_id_or_scenario, _overrides(scenario_overrides)), render_mode=render_mode)
 
 
