@@ -1,5 +1,6 @@
 """The `flexenv` command line.
 
+    flexenv envs                               registered environment ids (Markdown table)
     flexenv scenario list                      presets shipped with flexenv
     flexenv scenario show NAME_OR_PATH         the validated scenario, with units
     flexenv data plot NAME_OR_PATH --out F.png one day of every generated profile
@@ -101,6 +102,24 @@ def _data_plot(args) -> int:
     return 0
 
 
+def env_table() -> str:
+    """Markdown table of every registered environment id (README's table is this output)."""
+    from flexenv.envs.registry import _REGISTRY
+    from flexenv.scenario import load
+
+    rows = ["| id | aggregator ↔ prosumers | aggregator ↔ DSO | preset | prosumers | agents |", "| --- | --- | --- | --- | --- | --- |"]
+    for env_id, (prosumer_link, dso_link, preset) in _REGISTRY.items():
+        n = load(preset).n_prosumers
+        agents = "aggregator_1, dso" + ("" if prosumer_link == "gateway" else f", prosumer_0..{n - 1}")
+        rows.append(f"| `{env_id}` | {prosumer_link} | {dso_link} | {preset} | {n} | {agents} |")
+    return "\n".join(rows)
+
+
+def _envs(args) -> int:
+    print(env_table())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flexenv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -111,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=_scenario_show)
     listing = scenario.add_parser("list", help="list the shipped presets")
     listing.set_defaults(func=_scenario_list)
+
+    envs = commands.add_parser("envs", help="list the registered environment ids as a Markdown table")
+    envs.set_defaults(func=_envs)
 
     data = commands.add_parser("data", help="inspect generated data").add_subparsers(dest="action", required=True)
     plot = data.add_parser("plot", help="plot one day of every profile")

@@ -313,7 +313,7 @@ class Engine:
             "pv_curtailed_kwh": zeros(B), "cap_cut_kwh": zeros(B), "cap_breach_kwh": zeros(B),
             "losses_kwh": zeros(B), "import_kwh": zeros(B), "export_kwh": zeros(B),
             "peak_trafo_loading_pct": zeros(B), "congested_ptus": zeros(B), "voltage_violations": zeros(B),
-            "clipped_actions": zeros(B), "powerflow_failures": zeros(B),
+            "clipped_actions": zeros(B), "powerflow_failures": zeros(B), "discomfort_eur": zeros(B),
         }
         for link in COMM_LINKS:
             totals[f"messages/{link}"] = zeros(B)
@@ -591,7 +591,8 @@ class Engine:
 
         prefs = self.scenario.preferences
         discomfort = prefs.comfort_penalty_eur_per_kh * comfort + prefs.ev_unmet_penalty_eur_per_kwh * unmet
-        if not link.prosumers_are_agents:
+        self.totals["discomfort_eur"] += discomfort.sum(axis=1)
+        if not link.prosumers_are_agents:  # gateway: the contract's violation fee replaces it in the reward
             discomfort = np.zeros((B, P))
         kpis = {
             "net_kw": net, "device_kw": power, "comfort_violation_kh": comfort, "ev_unmet_kwh": unmet,
@@ -602,6 +603,14 @@ class Engine:
             "overloaded": overloaded, "traffic_light": light, "position_kw": position, "deviation_kw": deviation,
         }
         return discomfort, kpis
+
+    def system_cost_eur(self) -> np.ndarray:
+        """(B,) what the episode cost society so far (DESIGN.md §5, social welfare with the sign flipped):
+        everything paid out of the modelled coalition to the market (day-ahead energy, imbalance,
+        quality penalties) plus the value of the prosumers' lost comfort and unmet EV energy. Internal
+        payments (bills, fees, tariffs, compensations) cancel. Every business model and the oracle
+        are compared on it."""
+        return self.totals["market_money_eur"] + self.totals["discomfort_eur"]
 
     def _accumulate(self, ledger: Ledger, comm, kpis) -> None:
         t = self.totals
