@@ -66,15 +66,15 @@ def run_pandapower(net, feeder, p, q):
     set_pandapower_injections(net, feeder, p, q)
     # A tight tolerance so that the comparison measures our error, not pandapower's stopping point.
     pp.runpp(net, tolerance_mva=1e-11)
-    return dict(
-        vm_pu=net.res_bus.vm_pu.loc[feeder.bus_ids].to_numpy(),
-        va_degree=net.res_bus.va_degree.loc[feeder.bus_ids].to_numpy(),
-        line_loading_pct=net.res_line.loading_percent.loc[feeder.line_ids].to_numpy(),
-        trafo_loading_pct=net.res_trafo.loading_percent.loc[feeder.trafo_ids].to_numpy(),
-        losses_kw=1e3 * (net.res_line.pl_mw.sum() + net.res_trafo.pl_mw.sum()),
-        p_slack_kw=1e3 * net.res_ext_grid.p_mw.sum(),
-        q_slack_kvar=1e3 * net.res_ext_grid.q_mvar.sum(),
-    )
+    return {
+        "vm_pu": net.res_bus.vm_pu.loc[feeder.bus_ids].to_numpy(),
+        "va_degree": net.res_bus.va_degree.loc[feeder.bus_ids].to_numpy(),
+        "line_loading_pct": net.res_line.loading_percent.loc[feeder.line_ids].to_numpy(),
+        "trafo_loading_pct": net.res_trafo.loading_percent.loc[feeder.trafo_ids].to_numpy(),
+        "losses_kw": 1e3 * (net.res_line.pl_mw.sum() + net.res_trafo.pl_mw.sum()),
+        "p_slack_kw": 1e3 * net.res_ext_grid.p_mw.sum(),
+        "q_slack_kvar": 1e3 * net.res_ext_grid.q_mvar.sum(),
+    }
 
 
 def assert_slack_power_matches(ours, ref):
@@ -134,8 +134,9 @@ def test_phase_shift_is_reported_like_pandapower():
     assert np.abs(r.va_degree - ref["va_degree"]).max() < 1e-6
 
 
-def test_batched_equals_single_row_by_row():
-    _, feeder = network("kerber_dorfnetz")
+@pytest.mark.parametrize("name", ["kerber_dorfnetz", "ieee_european_lv"])
+def test_batched_equals_single_row_by_row(name):
+    _, feeder = network(name)
     rng = np.random.default_rng(7)
     kinds = ["evening", "pv", "mixed"]
     # 37 rows: more than one chunk (parallel path) and a partial last chunk
@@ -170,7 +171,8 @@ def test_warm_start_converges_faster_to_the_same_solution():
 def test_non_convergence_is_reported_per_row():
     _, feeder = network("kerber_landnetz_freileitung_1")
     p_ok, q_ok = scenario(feeder, "evening", np.random.default_rng(0))
-    p_absurd = np.where(feeder.bus_vn_kv < 1, 5000.0, 0.0)  # 5 MW per LV bus: beyond voltage collapse
+    p_absurd = np.zeros(feeder.n_bus)
+    p_absurd[feeder.load_buses] = 5000.0  # 5 MW per load bus: beyond voltage collapse
     p = np.stack([p_ok, p_absurd, p_ok])
     q = np.stack([q_ok, np.zeros(feeder.n_bus), q_ok])
     with pytest.warns(RuntimeWarning, match="did not converge for 1 of 3"):
@@ -226,3 +228,79 @@ def test_import_does_not_pull_in_pandapower():
             "flexenv.physics.lindistflow; print('pandapower' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def chain_net():
+    """MV slack, Dyn5 trafo, and an LV feeder that is mostly pass-through buses: the LV busbar (1) and
+    buses 2, 3, 6 (+ 11 fused to 6) only pass power on, with a bus shunt at 2; 3 also feeds a load-free
+    dead end 8-9 ending in a cable open at its far end. Loads at 5, 7, 10 only."""
+    net = pp.create_empty_network()
+    pp.create_bus(net, vn_kv=20.0, index=0)
+    for b in range(1, 12):
+        pp.create_bus(net, vn_kv=0.4, index=b)
+    pp.create_ext_grid(net, 0, vm_pu=1.01)
+    pp.create_transformer(net, 0, 1, "0.25 MVA 20/0.4 kV")
+    for f, t, km, kind in [(1, 2, 0.05, "NAYY 4x150 SE"), (2, 3, 0.04, "NAYY 4x150 SE"), (3, 4, 0.03, "NAYY 4x120 SE"),
+                           (4, 5, 0.05, "NAYY 4x50 SE"), (4, 6, 0.02, "NAYY 4x120 SE"), (6, 7, 0.03, "NAYY 4x50 SE"),
+                           (3, 8, 0.06, "NAYY 4x50 SE"), (8, 9, 0.04, "NAYY 4x50 SE"), (7, 10, 0.02, "NAYY 4x50 SE")]:
+        pp.create_line(net, f, t, km, kind)
+    open_line = pp.create_line_from_parameters(net, 9, 10, 0.3, 0.2, 0.08, 800.0, 0.27)
+    pp.create_switch(net, 10, open_line, et="l", closed=False)
+    pp.create_switch(net, 6, 11, et="b", closed=True)
+    pp.create_shunt(net, 2, q_mvar=-0.002, p_mw=0.0001)
+    for b, p_mw in ((5, 0.04), (7, 0.03), (10, 0.05)):
+        pp.create_load(net, b, p_mw=p_mw, q_mvar=0.3 * p_mw)
+    return net
+
+
+def assert_matches_pandapower_tightly(net, feeder, r, p, q):
+    ref = run_pandapower(net, feeder, p, q)
+    assert r.converged
+    assert np.abs(r.vm_pu - ref["vm_pu"]).max() < 1e-9
+    assert np.abs(r.va_degree - ref["va_degree"]).max() < 1e-7
+    assert np.abs(r.line_loading_pct - ref["line_loading_pct"]).max() < 1e-6
+    assert np.abs(r.trafo_loading_pct - ref["trafo_loading_pct"]).max() < 1e-6
+    assert abs(r.losses_kw - ref["losses_kw"]) < 1e-6 * ref["losses_kw"]
+    assert_slack_power_matches(r, ref)
+
+
+def test_pass_through_and_dead_end_buses_are_eliminated_exactly():
+    net = chain_net()
+    feeder = Feeder.from_pandapower(net)
+    # swept: slack, junction 4 and load buses 5, 7, 10; the chain 1-2-3 starts with the transformer's tap
+    red_i, _, bus_red, red_full, rec_i, _ = powerflow.sweep_arrays(feeder, True)
+    assert red_i.shape[1] == 5
+    kept_buses = sorted(feeder.bus_ids[bus_red >= 0].tolist())
+    assert kept_buses == [0, 4, 5, 7, 10]
+    assert len(red_full) + rec_i.shape[1] == feeder.n_node  # every other node is recovered (incl. open end)
+    p, q = feeder.p_kw_base, feeder.q_kvar_base
+    r = powerflow.solve(feeder, p, q)
+    assert r.vm_pu.shape == (feeder.n_bus,) and r.line_loading_pct.shape == (feeder.n_line,)
+    assert_matches_pandapower_tightly(net, feeder, r, p, q)
+    full = powerflow.solve(feeder, p, q, reduce=False)
+    for field in ("vm_pu", "va_degree", "line_loading_pct", "trafo_loading_pct", "losses_kw", "p_slack_kw"):
+        np.testing.assert_allclose(getattr(r, field), getattr(full, field), rtol=0, atol=1e-9, err_msg=field)
+    # reverse flow through the chain (PV at the load buses) as well
+    assert_matches_pandapower_tightly(net, feeder, powerflow.solve(feeder, -2 * p, 0.1 * q), -2 * p, 0.1 * q)
+
+
+def test_injection_at_an_eliminated_bus_falls_back_to_the_full_sweep():
+    net = chain_net()
+    feeder = Feeder.from_pandapower(net)
+    p = feeder.p_kw_base.copy()
+    q = feeder.q_kvar_base.copy()
+    p[feeder.bus_position(2)] = 15.0  # a pass-through bus: not in load_buses
+    q[feeder.bus_position(9)] = -3.0  # a dead-end bus
+    r = powerflow.solve(feeder, p, q)
+    assert_matches_pandapower_tightly(net, feeder, r, p, q)
+    full = powerflow.solve(feeder, p, q, reduce=False)
+    for field in powerflow.PowerFlowResult._fields:
+        np.testing.assert_array_equal(getattr(r, field), getattr(full, field), err_msg=field)
+
+
+def test_ieee_feeder_sweeps_a_fraction_of_its_buses():
+    _, feeder = network("ieee_european_lv")
+    red_i = powerflow.sweep_arrays(feeder, True)[0]
+    # 55 load buses, their junctions and the slack: ~8x fewer nodes than the 907 buses
+    assert red_i.shape[1] < feeder.n_bus / 6
+    assert powerflow.sweep_arrays(feeder, False)[0].shape[1] == feeder.n_node
