@@ -60,11 +60,16 @@ def _placement_rng(seed: int) -> np.random.Generator:
 class Engine:
     """A batch of `batch_size` environments of one scenario. See the module docstring."""
 
-    def __init__(self, scenario: Scenario, batch_size: int = 1):
+    def __init__(self, scenario: Scenario, batch_size: int = 1, nocontrol: bool = False):
+        """`nocontrol=True` runs the no-control baseline (DESIGN.md §5): every device at its default
+        behaviour, prosumers billed the plain retail tariff (`markets.retail_tariff`), the
+        aggregator a plain supplier whose day-ahead position is the forecast no-control consumption;
+        agents' actions are then ignored except the DSO's."""
         lk.check_supported(scenario.links)
         if batch_size < 1:
             raise ValueError(f"batch_size = {batch_size}: must be >= 1")
         self.scenario = scenario
+        self.nocontrol = bool(nocontrol)
         self.B = int(batch_size)
         self.P = scenario.n_prosumers
         self.ppd = scenario.time.ptus_per_day
@@ -86,7 +91,7 @@ class Engine:
         self.prosumer_link = lk.PROSUMER_LINKS[links.prosumer.kind](links.prosumer, self.P, self.ppd, group)
         self.dso_link = lk.DSO_LINKS[links.dso.kind](links.dso, self.n_zones, self.ppd)
         contract = getattr(links.prosumer, "retail_tariff", scenario.markets.retail_tariff)
-        self.contract_tariff = load_tariff(contract)
+        self.contract_tariff = load_tariff(scenario.markets.retail_tariff if nocontrol else contract)
         self.manageable_kw = self._manageable_kw()
 
         # ---- schedule of one day
@@ -394,7 +399,10 @@ class Engine:
 
     def _aggregator_plan(self, round_index: int, action: np.ndarray, comm) -> None:
         layout = self.action_layout["aggregator"]
-        signals = self.prosumer_link.plan_signals(layout, action, self._day_context())
+        if self.nocontrol:
+            signals = self._retail_signals()
+        else:
+            signals = self.prosumer_link.plan_signals(layout, action, self._day_context())
         previous = self.plan_net_kw.copy()
         active = ~self.frozen
         if self.signals is None:
@@ -404,19 +412,22 @@ class Engine:
                 getattr(self.signals, name)[active] = getattr(signals, name)[active]
         if "price" in layout:
             self.signal_action[active] = layout.view(action, "price")[active]
-        self._plan_energy_boxes(np.flatnonzero(active))
+        if self.nocontrol:
+            self._plan_nocontrol()
+        else:
+            self._plan_energy_boxes(np.flatnonzero(active))
         scale = POSITION_SCALE_KW_PER_PROSUMER * self.P
-        adjust = layout.view(action, "position_adjust")
+        adjust = 0.0 if self.nocontrol else layout.view(action, "position_adjust")
         position = self.plan_net_kw.sum(axis=1) + adjust * scale
         self.position_kw[active] = position[active]
         self.day_ahead_cap = self.signals.import_cap_kw.copy()
         # communication: a signal to every prosumer; iterative: every plan back; the day-ahead bid
-        n_values = {"gateway": 0, "max_power": 2, "price_driven": 1, "iterative": 1}[self.prosumer_link.kind]
+        n_values = 0 if self.nocontrol else {"gateway": 0, "max_power": 2, "price_driven": 1, "iterative": 1}[self.prosumer_link.kind]
         n_active = active.astype(float)
         if n_values:
             comm["aggregator-prosumers"][0] += n_active * self.P
             comm["aggregator-prosumers"][1] += n_active * self.P * (HEADER_BYTES + VALUE_BYTES * n_values * self.ppd)
-        if self.prosumer_link.kind == "iterative":
+        if self.prosumer_link.kind == "iterative" and not self.nocontrol:
             comm["aggregator-prosumers"][0] += n_active * self.P
             comm["aggregator-prosumers"][1] += n_active * self.P * (HEADER_BYTES + VALUE_BYTES * self.ppd)
             tol = 0.01  # kW: a plan that moves less than this in every PTU counts as unchanged
@@ -426,6 +437,42 @@ class Engine:
             self.frozen |= newly
         comm["aggregator-market"][0] += 1.0
         comm["aggregator-market"][1] += HEADER_BYTES + VALUE_BYTES * self.ppd
+
+    def _retail_signals(self) -> lk.Signals:
+        B, P, T = self.B, self.P, self.ppd
+        steps = self.day_steps
+        imp = np.broadcast_to(self.contract_import[steps], (B, P, T)).copy()
+        exp = np.broadcast_to(self.contract_export[steps], (B, P, T)).copy()
+        inf = np.full((B, P, T), np.inf)
+        return lk.Signals(imp, exp, inf, inf.copy(), imp.copy(), exp.copy())
+
+    def _plan_nocontrol(self) -> None:
+        """No-control 'plans': the devices' default behaviour simulated on the day's forecasts."""
+        d, steps = self.day, self.day_steps
+        state = (self.battery_kwh.copy(), self.ev_need_kwh.copy(), self.indoor_temp_degc.copy(), self.app_start.copy())
+        all_default = np.ones((self.B, self.P, len(DEVICE_ORDER)), dtype=bool)
+        inf = np.full((self.B, self.P), np.inf)
+        zeros = np.zeros((self.B, self.P, len(DEVICE_ORDER)))
+        for t in range(self.ppd):  # a loop over time only, batched over rows and prosumers
+            g = steps.start + t
+            out = operate_kernel(
+                t, self.dt_h, self.load_forecast_kw[:, :, g], self.pv_forecast_kw[:, :, g], self.t_out_degc[:, g],
+                self.cop[:, :, g], self.ev_arrival[:, :, d], self.ev_departure[:, :, d], self.ev_energy_kwh[:, :, d],
+                self.app_earliest[:, :, d], self.app_latest[:, :, d], *self._kernel_params(), *state, zeros, all_default, inf, inf,
+            )
+            state = out[:4]
+            power, net = out[4], out[5]
+            self.plan_net_kw[:, :, t] = net
+            self.plan_requests[:, :, t, :] = power
+            self.plan_requests[:, :, t, PV] = -power[:, :, PV]
+            started = (state[3] == t) & (self.plan_start < 0)
+            self.plan_start[started] = t
+
+    def _kernel_params(self) -> tuple:
+        hp = self.heat_pump
+        return (*self.battery, self.ev.capacity_kwh, self.ev.p_max_kw, self.ev.eta_charge, self.ev.v2g,
+                hp.p_max_kw, hp.r_k_per_kw, hp.c_kwh_per_k, hp.t_min_degc, hp.t_max_degc, hp.t_set_degc,
+                self.appliance_profile_kw)
 
     def _plan_energy_boxes(self, rows: np.ndarray) -> None:
         """Every energy box of the given batch rows plans its day against its signals (the EMS)."""
@@ -473,7 +520,12 @@ class Engine:
 
         # ---- requests: who controls which device
         nocontrol = np.zeros((B, P, len(DEVICE_ORDER)), dtype=bool)
-        if link.kind == "gateway":
+        if self.nocontrol:
+            nocontrol[:] = True
+            requests = np.zeros((B, P, len(DEVICE_ORDER)))
+            comm["aggregator-prosumers"][0] += P  # meter reading for settlement
+            comm["aggregator-prosumers"][1] += P * (HEADER_BYTES + VALUE_BYTES)
+        elif link.kind == "gateway":
             setpoints = self.action_layout["aggregator"].view(actions["aggregator"], "setpoints")
             requests = lk.decode_setpoints(setpoints, self.setpoint_scale, pv_avail)
             m = self.scenario.links.prosumer.manageability
@@ -496,7 +548,7 @@ class Engine:
         import_cap = self.day_ahead_cap[:, :, t]
         export_cap = self.signals.export_cap_kw[:, :, t]
         intraday_fee_kw = np.zeros((B, P))
-        if link.kind == "max_power":
+        if link.kind == "max_power" and not self.nocontrol:
             tightened = link.intraday_import_cap(self.action_layout["aggregator"], actions["aggregator"], import_cap)
             changed = tightened < import_cap - 1e-9
             margin = self.scenario.links.prosumer.intraday_change_margin_kw
@@ -520,10 +572,7 @@ class Engine:
             t, dt, self.load_kw[:, :, g], pv_avail, self.t_out_degc[:, g], self.cop[:, :, g],
             self.ev_arrival[:, :, d], self.ev_departure[:, :, d], self.ev_energy_kwh[:, :, d],
             self.app_earliest[:, :, d], self.app_latest[:, :, d],
-            *self.battery, self.ev.capacity_kwh, self.ev.p_max_kw, self.ev.eta_charge, self.ev.v2g,
-            self.heat_pump.p_max_kw, self.heat_pump.r_k_per_kw, self.heat_pump.c_kwh_per_k,
-            self.heat_pump.t_min_degc, self.heat_pump.t_max_degc, self.heat_pump.t_set_degc,
-            self.appliance_profile_kw, self.battery_kwh, self.ev_need_kwh, self.indoor_temp_degc, self.app_start,
+            *self._kernel_params(), self.battery_kwh, self.ev_need_kwh, self.indoor_temp_degc, self.app_start,
             np.ascontiguousarray(requests), nocontrol, np.ascontiguousarray(import_cap), np.ascontiguousarray(export_cap),
         )
         (self.battery_kwh, self.ev_need_kwh, self.indoor_temp_degc, self.app_start, power, net, request_cut,
@@ -556,18 +605,21 @@ class Engine:
         ledger.pay("retail_energy", "prosumer", "aggregator", energy)
         cfg = self.scenario.links.prosumer
         fee_per_kw_month = getattr(cfg, "management_fee_eur_per_kw_month", 0.0)
-        if link.kind == "gateway" and cfg.billing == "fixed_curve":
+        kind = "none" if self.nocontrol else link.kind
+        if self.nocontrol:
+            fee_per_kw_month = 0.0
+        elif kind == "gateway" and cfg.billing == "fixed_curve":
             fee_per_kw_month = 0.0
             ledger.pay("fixed_fee", "prosumer", "aggregator", np.full((B, P), cfg.fixed_fee_eur_per_day * dt / 24.0))
         if fee_per_kw_month:
             monthly = fee_per_kw_month * self.manageable_kw * dt / (30.0 * 24.0)
             ledger.pay("management_fee", "prosumer", "aggregator", np.broadcast_to(monthly, (B, P)).copy())
-        if link.kind == "gateway":
+        if kind == "gateway":
             events = (unmet > 0.01).astype(float) + (comfort > 0).astype(float)
             ledger.pay("violation_fee", "aggregator", "prosumer", cfg.violation_fee_eur * events)
-        if link.kind == "max_power":
+        if kind == "max_power":
             ledger.pay("intraday_change_fee", "aggregator", "prosumer", cfg.intraday_change_fee_eur_per_kwh * intraday_fee_kw * dt)
-        if link.kind == "iterative":
+        if kind == "iterative":
             planned = self.plan_net_kw[:, :, t]
             aggregate_dev = np.abs(net.sum(axis=1) - planned.sum(axis=1))
             band = cfg.tolerance_band_pct / 100.0 * np.abs(planned.sum(axis=1))
@@ -592,7 +644,7 @@ class Engine:
         prefs = self.scenario.preferences
         discomfort = prefs.comfort_penalty_eur_per_kh * comfort + prefs.ev_unmet_penalty_eur_per_kwh * unmet
         self.totals["discomfort_eur"] += discomfort.sum(axis=1)
-        if not link.prosumers_are_agents:  # gateway: the contract's violation fee replaces it in the reward
+        if kind == "gateway":  # the contract's violation fee replaces it in the reward
             discomfort = np.zeros((B, P))
         kpis = {
             "net_kw": net, "device_kw": power, "comfort_violation_kh": comfort, "ev_unmet_kwh": unmet,

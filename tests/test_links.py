@@ -246,3 +246,25 @@ def test_tariff_changes_the_aggregators_cost_by_node():
             total += expected
         costs[zone] = total
     assert costs[0] != pytest.approx(costs[1])
+
+
+# -------------------------------------------------------------------------------------- no control
+def test_nocontrol_baseline_runs_devices_at_their_defaults():
+    scenario = scenario_for("PriceDriven-Tariff-Teaching10-v0", forecasts={"load_error_pct": 0.0, "pv_error_pct": 0.0})
+    engine = Engine(scenario, batch_size=1, nocontrol=True)
+    obs = engine.reset([4])
+    while not engine.done:
+        step = engine.current
+        acts = builtin(engine, obs)
+        acts["prosumer"] = np.random.default_rng(0).uniform(-1, 1, acts["prosumer"].shape)  # ignored
+        obs, rewards, info = engine.step(acts)
+        if step.phase == "operate":
+            k = info["kpis"]
+            # perfect forecasts: the supplier's position is exactly the no-control consumption
+            assert abs(k["deviation_kw"][0]) < 1e-9
+            assert "management_fee" not in info["ledger"].flows
+            # PV is never curtailed and the EVs charge at full rate from arrival
+            assert np.all(k["pv_curtailed_kw"][0] == 0.0)
+    assert engine.totals["ev_unmet_kwh"][0].sum() < 1e-9
+    retail = engine.scenario.markets.retail_tariff
+    assert engine.contract_tariff.name == retail
