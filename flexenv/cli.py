@@ -1,5 +1,6 @@
 """The `flexenv` command line.
 
+    flexenv demo                               the business models compared on the default scenario
     flexenv envs                               registered environment ids (Markdown table)
     flexenv scenario list                      presets shipped with flexenv
     flexenv scenario show NAME_OR_PATH         the validated scenario, with units
@@ -120,6 +121,16 @@ def _envs(args) -> int:
     return 0
 
 
+def _demo(args) -> int:
+    # The demo needs the oracle and the baselines, which sit above flexenv (they use it); the CLI is
+    # the one place that reaches up, lazily.
+    from baselines.demo import run_demo
+
+    run_demo(args.scenario, seed=args.seed, out_dir=args.out, with_oracle=not args.no_oracle)
+    print(f"wrote {args.out}/demo.csv, demo.md, demo.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flexenv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -130,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=_scenario_show)
     listing = scenario.add_parser("list", help="list the shipped presets")
     listing.set_defaults(func=_scenario_list)
+
+    demo = commands.add_parser("demo", help="compare the business models on the default scenario (the main job)")
+    demo.add_argument("--scenario", default="teaching10", help="preset name or YAML path")
+    demo.add_argument("--seed", type=int, default=2025, help="day seed")
+    demo.add_argument("--out", default="out", help="output folder")
+    demo.add_argument("--no-oracle", action="store_true", help="skip the MILP oracle (no scores)")
+    demo.set_defaults(func=_demo)
 
     envs = commands.add_parser("envs", help="list the registered environment ids as a Markdown table")
     envs.set_defaults(func=_envs)

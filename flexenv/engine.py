@@ -41,6 +41,7 @@ PHASES = ("dso_plan", "agg_plan", "operate")
 TRAFFIC_LIGHTS = ("green", "yellow", "orange", "red")
 POSITION_SCALE_KW_PER_PROSUMER = 2.0  # scale of the aggregator's position and aggregate observations
 OBS_HORIZON_PTU = 16  # how far ahead a prosumer sees its signals and forecasts
+UNMET_EVENT_KWH, COMFORT_EVENT_KH = 0.01, 0.001  # below these a violation is rounding, not an event (gateway fee)
 OBS_BOUND = 1.0e3  # observation features are normalised to O(1); the Box bound is this
 HEADER_BYTES, VALUE_BYTES = 16, 8  # communication accounting: message header and one float
 COMM_LINKS = ("aggregator-prosumers", "aggregator-dso", "dso-prosumers", "aggregator-market")
@@ -217,7 +218,7 @@ class Engine:
             aggregator.add("states", (P, 4), "SoC, EV need/capacity, (T_in − T_min)/band, appliance pending")
 
         dso = common(Layout())
-        dso.add("prognosis", (Z, T), "zone net forecast (no flexibility) / transformer rating")
+        dso.add("prognosis", (Z, T), "zone net forecast if no device reacted (no control) / transformer rating")
         dso.add("declared_plan", (Z, T), "zone sum of declared plans / transformer rating")
         dso.add("voltage", (int(self.lv_bus.sum()),), "(vm_pu − 1) × 10 at every LV bus, last PTU")
         dso.add("line_loading", (self.feeder.n_line,), "line loading / 100, last PTU")
@@ -306,7 +307,8 @@ class Engine:
         self.overrides_used = np.zeros((B, P), dtype=np.int64)
         self.app_start[:] = -1  # the appliance runs once per day
         self.converged_round[:] = -1
-        prognosis = self.load_forecast_kw[:, :, steps] - self.pv_forecast_kw[:, :, steps]
+        # the DSO's D-prognosis: what the day would look like if nobody reacted to any signal
+        prognosis, _, _ = self._simulate_nocontrol()
         self.prognosis_zone_kw = np.einsum("bpt,pz->bzt", prognosis, self.zone_matrix)
 
     def _empty_totals(self) -> dict[str, np.ndarray]:
@@ -448,12 +450,23 @@ class Engine:
 
     def _plan_nocontrol(self) -> None:
         """No-control 'plans': the devices' default behaviour simulated on the day's forecasts."""
+        net, power, start = self._simulate_nocontrol()
+        self.plan_net_kw[:] = net
+        self.plan_requests[:] = power
+        self.plan_requests[..., PV] = -power[..., PV]
+        self.plan_start[:] = start
+
+    def _simulate_nocontrol(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Net power (B, P, T), device powers (B, P, T, 5) and appliance starts (B, P) of the day if
+        every device ran its default behaviour on the forecasts, from the current states."""
         d, steps = self.day, self.day_steps
+        B, P, T = self.B, self.P, self.ppd
         state = (self.battery_kwh.copy(), self.ev_need_kwh.copy(), self.indoor_temp_degc.copy(), self.app_start.copy())
-        all_default = np.ones((self.B, self.P, len(DEVICE_ORDER)), dtype=bool)
-        inf = np.full((self.B, self.P), np.inf)
-        zeros = np.zeros((self.B, self.P, len(DEVICE_ORDER)))
-        for t in range(self.ppd):  # a loop over time only, batched over rows and prosumers
+        all_default = np.ones((B, P, len(DEVICE_ORDER)), dtype=bool)
+        inf = np.full((B, P), np.inf)
+        zeros = np.zeros((B, P, len(DEVICE_ORDER)))
+        net, power = np.empty((B, P, T)), np.empty((B, P, T, len(DEVICE_ORDER)))
+        for t in range(T):  # a loop over time only, batched over rows and prosumers
             g = steps.start + t
             out = operate_kernel(
                 t, self.dt_h, self.load_forecast_kw[:, :, g], self.pv_forecast_kw[:, :, g], self.t_out_degc[:, g],
@@ -461,12 +474,8 @@ class Engine:
                 self.app_earliest[:, :, d], self.app_latest[:, :, d], *self._kernel_params(), *state, zeros, all_default, inf, inf,
             )
             state = out[:4]
-            power, net = out[4], out[5]
-            self.plan_net_kw[:, :, t] = net
-            self.plan_requests[:, :, t, :] = power
-            self.plan_requests[:, :, t, PV] = -power[:, :, PV]
-            started = (state[3] == t) & (self.plan_start < 0)
-            self.plan_start[started] = t
+            power[:, :, t], net[:, :, t] = out[4], out[5]
+        return net, power, state[3]
 
     def _kernel_params(self) -> tuple:
         hp = self.heat_pump
@@ -615,7 +624,8 @@ class Engine:
             monthly = fee_per_kw_month * self.manageable_kw * dt / (30.0 * 24.0)
             ledger.pay("management_fee", "prosumer", "aggregator", np.broadcast_to(monthly, (B, P)).copy())
         if kind == "gateway":
-            events = (unmet > 0.01).astype(float) + (comfort > 0).astype(float)
+            # a violation event: an EV short of more than 0.01 kWh, or a PTU more than 0.001 K·h out of band
+            events = (unmet > UNMET_EVENT_KWH).astype(float) + (comfort > COMFORT_EVENT_KH).astype(float)
             ledger.pay("violation_fee", "aggregator", "prosumer", cfg.violation_fee_eur * events)
         if kind == "max_power":
             ledger.pay("intraday_change_fee", "aggregator", "prosumer", cfg.intraday_change_fee_eur_per_kwh * intraday_fee_kw * dt)

@@ -7,7 +7,7 @@
   price-driven, then after each round raise prices where the declared portfolio plan peaks and lower
   them where it dips (valley filling, with a shrinking step so the rounds settle).
 - `RuleBasedDSO`: tariff link: the regulator formula, variable term rising linearly from the loading
-  threshold to full expected transformer loading, weighted by each zone's electrical distance
+  threshold to the transformer's limit (expected loading from the D-prognosis), weighted by each zone's electrical distance
   (losses); isolated link: when the last PTU left a limit (traffic light orange or red), cap every
   prosumer of the zones at 80 % of their zone's last mean power, else no cap.
 
@@ -88,7 +88,9 @@ class RuleBasedDSO:
         B = obs.shape[0]
         action = np.zeros((B, self.layout.size))
         if self.kind == "tariff":
-            loading_pct = np.abs(self.obs.view(obs, "prognosis").sum(axis=1)) * 100.0  # (B, T) of the rating
+            # expected transformer loading in % of its limit (the prognosis is in units of its rating)
+            limit_pct = self.engine.scenario.feeder.trafo_loading_max_pct
+            loading_pct = np.abs(self.obs.view(obs, "prognosis").sum(axis=1)) * 100.0 * 100.0 / limit_pct
             threshold = self.config.loading_threshold_pct
             u = np.clip((loading_pct - threshold) / max(100.0 - threshold, 1e-9), 0.0, 1.0)
             variable = u[:, None, :] * self.zone_weight[None, :, None]

@@ -327,7 +327,7 @@ class TariffLink(DSOBase):
     kind: Literal["tariff"] = "tariff"
     fixed_eur_per_kwh: float = Field(0.03, ge=0, le=1)
     variable_max_eur_per_kwh: float = Field(0.10, ge=0, le=2, description="variable term at full expected loading")
-    loading_threshold_pct: float = Field(50.0, ge=0, le=150, description="expected loading where the variable term starts")
+    loading_threshold_pct: float = Field(50.0, ge=0, le=150, description="expected transformer loading (% of its limit) where the variable term starts")
 
 
 class DSOIterativeLink(TariffLink):
