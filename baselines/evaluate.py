@@ -3,7 +3,8 @@
 A policy here is one of
 - "builtin": every agent uses its built-in policy (rule-based aggregator and DSO, energy boxes);
 - "nocontrol": the no-control baseline (`Engine(nocontrol=True)`);
-- a callable `policy(engine, obs) -> actions` for the whole batch, as `Engine.step` takes them.
+- a factory `policy(engine) -> act`, where `act(engine, obs) -> actions` for the whole batch, as
+  `Engine.step` takes them (the factory may set up per-engine state).
 
 Every episode is summarised by its KPIs, among them the system cost `J` (€, lower is better) that
 business models and the oracle are compared on.
@@ -35,7 +36,7 @@ def builtin_policy(engine: Engine):
 def run_episodes(scenario: Scenario, seeds: list[int], policy="builtin") -> list[dict]:
     """Run one episode per seed (batched: all seeds step together) and return their KPIs."""
     engine = Engine(scenario, batch_size=len(seeds), nocontrol=(policy == "nocontrol"))
-    act = builtin_policy(engine) if policy in ("builtin", "nocontrol") else policy
+    act = builtin_policy(engine) if policy in ("builtin", "nocontrol") else policy(engine)
     obs = engine.reset(seeds)
     while not engine.done:
         obs, _, _ = engine.step(act(engine, obs))

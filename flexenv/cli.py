@@ -1,6 +1,7 @@
 """The `flexenv` command line.
 
     flexenv demo                               the business models compared on the default scenario
+    flexenv leaderboard SUITE --policy P       score a policy on a test suite
     flexenv envs                               registered environment ids (Markdown table)
     flexenv scenario list                      presets shipped with flexenv
     flexenv scenario show NAME_OR_PATH         the validated scenario, with units
@@ -131,6 +132,19 @@ def _demo(args) -> int:
     return 0
 
 
+def _leaderboard(args) -> int:
+    from baselines.leaderboard import evaluate, load_suite, write_outputs
+
+    suite = load_suite(args.suite)
+    result = evaluate(suite, args.policy, oracle=not args.no_oracle)
+    path = write_outputs(result, args.out)
+    s = result["summary"]
+    score = "undefined" if s["score"] is None else f"{s['score']:.1f}"
+    print(f"{suite.name} / {args.policy}: score {score}, mean system cost {s['j_policy_mean']:.2f} € "
+          f"(no control {s['j_base_mean']:.2f} €), violation rate {s['constraint_violation_rate']:.3f}; wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flexenv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -148,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="out", help="output folder")
     demo.add_argument("--no-oracle", action="store_true", help="skip the MILP oracle (no scores)")
     demo.set_defaults(func=_demo)
+
+    board = commands.add_parser("leaderboard", help="score a policy on a fixed test suite")
+    board.add_argument("suite", help="suite name (configs/benchmarks) or YAML path")
+    board.add_argument("--policy", default="builtin", help="builtin, nocontrol, random or module:function")
+    board.add_argument("--out", default="out/leaderboard", help="output folder")
+    board.add_argument("--no-oracle", action="store_true", help="skip the oracle (no score)")
+    board.set_defaults(func=_leaderboard)
 
     envs = commands.add_parser("envs", help="list the registered environment ids as a Markdown table")
     envs.set_defaults(func=_envs)
