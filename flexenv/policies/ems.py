@@ -348,46 +348,57 @@ def _F0(n, pi, pe, ci, ce, M, A):
 
 
 @nb.njit(cache=True)
-def _exchange_F(kx, ks, nk, v0, n_cur, mu_p, mu_m, gx, gs):
-    """F with the marginal values of the other devices: right of the current net n_cur the slope is
-    min(F', mu_m) (another device can give power at cost mu_m), left of it max(F', mu_p) (another
-    device would take power for mu_p). Fills kinks gx / slopes gs; returns (n kinks, value at gx[0])."""
+def _exchange_F(kx, ks, nk, v0, n_cur, mu_p, mu_m, r_p, r_m, gx, gs):
+    """F with the marginal values of another device around the current net n_cur: on
+    [n_cur, n_cur + r_m] the slope is min(F', mu_m) (another device can give up that much power at
+    mu_m per kWh), on [n_cur - r_p, n_cur] it is max(F', mu_p) (another device would take that much
+    for mu_p per kWh); F elsewhere. Fills kinks gx / slopes gs; returns (n kinks, value at gx[0])."""
     m = 0
-    ins = False
     for i in range(nk):
-        if not ins and n_cur <= kx[i]:
-            gx[m] = n_cur
-            m += 1
-            ins = True
         gx[m] = kx[i]
         m += 1
-    if not ins:
-        gx[m] = n_cur
+    gx[m] = n_cur
+    m += 1
+    if r_p > 0.0:
+        gx[m] = n_cur - r_p
         m += 1
-    # slopes of the segments left of gx[0], between kinks, right of the last kink
+    if r_m > 0.0:
+        gx[m] = n_cur + r_m
+        m += 1
+    for i in range(1, m):  # insertion sort (few points)
+        x = gx[i]
+        q = i - 1
+        while q >= 0 and gx[q] > x:
+            gx[q + 1] = gx[q]
+            q -= 1
+        gx[q + 1] = x
+    k = 1  # drop duplicates
+    for i in range(1, m):
+        if gx[i] > gx[k - 1] + 1e-12:
+            gx[k] = gx[i]
+            k += 1
+    m = k
+    # slope of each segment: left of gx[0], between points, right of the last point
     for i in range(m + 1):
         if i == 0:
-            s = ks[0]
-            right = gx[0] >= n_cur
+            mid = gx[0] - 1.0
         elif i == m:
-            s = ks[nk]
-            right = True
+            mid = gx[m - 1] + 1.0
         else:
             mid = 0.5 * (gx[i - 1] + gx[i])
-            j = 0
-            while j < nk and kx[j] < mid:
-                j += 1
-            s = ks[j]
-            right = gx[i - 1] >= n_cur
-        if right:
+        j = 0
+        while j < nk and kx[j] < mid:
+            j += 1
+        s = ks[j] if nk > 0 else ks[0]
+        if n_cur < mid < n_cur + r_m:
             s = min(s, mu_m)
-        else:
+        elif n_cur - r_p < mid < n_cur:
             s = max(s, mu_p)
         gs[i] = s
     # value at gx[0]: F(n_cur) minus the integral of the new slopes from gx[0] to n_cur
     v = _F_eval(n_cur, kx, ks, nk, v0)
     for i in range(1, m):
-        if gx[i] <= n_cur:
+        if gx[i] <= n_cur + 1e-12:
             v -= gs[i] * (gx[i] - gx[i - 1])
     return m, v
 
@@ -708,31 +719,89 @@ def _appliance_block(H, dt, prof, lo, hi, other, FX, FS, FN, FV):
     return best, best_c * dt
 
 
-@nb.njit(cache=True)
-def _block_F(exch, H, xcur, other, mu_p_o, mu_m_o, FX, FS, FN, FV, GX, GS, GN, GV):
-    """Cost functions a block sees: F itself, or (exchange sweeps) F with the other devices'
-    marginal values around the current point; returns the arrays to use."""
-    if not exch:
-        return FX, FS, FN, FV
-    for t in range(H):
-        nk, v0 = _exchange_F(FX[t], FS[t], FN[t], FV[t], other[t] + xcur[t], mu_p_o[t], mu_m_o[t], GX[t], GS[t])
-        GN[t] = nk
-        GV[t] = v0
-    return GX, GS, GN, GV
+EV, HP, BAT, APP = 0, 1, 2, 3  # rows of the per-prosumer power array; storage devices first
+ORDER = (APP, EV, HP, BAT)  # block order of a sweep
 
 
 @nb.njit(cache=True)
-def _others_mu(H, mup, mum, skip, out_p, out_m):
-    """Best marginal values of the storage devices other than ``skip`` (rows 0 EV, 1 HP, 2 battery)."""
+def _solve_block(d, H, dt, base, pwr, st, pen, mup, mum, rup, rdn, exch, radius,
+                 UMIN, UMAX, KC, KD, S0, ALPHA, BETA, LO, HI, PW, PLO, PHI, TW, TT,
+                 prof, a_lo, a_hi, FX, FS, FN, FV, GX, GS, GN, GV,
+                 vx, vv, vn, tx, ty, cx, cy, other, out_p, out_s, mo_p, mo_m, mo_rp, mo_rm, stats):
+    """Re-plan device d exactly against the others' current powers (rows of pwr). With ``exch`` the
+    device also sees, per PTU, the best marginal value of another storage device for up to
+    ``radius`` kW of trade (see :func:`_exchange_F`). Updates pwr[d], st[d], pen[d], and the
+    device's marginal values mup/mum and power room rup/rdn (kW)."""
     for t in range(H):
-        a = -BIG_MU
-        b = BIG_MU
-        for d in range(3):
-            if d != skip:
-                a = max(a, mup[d, t])
-                b = min(b, mum[d, t])
-        out_p[t] = a
-        out_m[t] = b
+        o = base[t]
+        for e in range(4):
+            if e != d:
+                o += pwr[e, t]
+        other[t] = o
+    AX, AS, AN, AV = FX, FS, FN, FV
+    if exch:
+        for t in range(H):  # best trading partner per PTU and side
+            bp = -BIG_MU
+            bm = BIG_MU
+            rp = 0.0
+            rm = 0.0
+            for e in range(3):
+                if e == d:
+                    continue
+                if rup[e, t] > 1e-9 and mup[e, t] > bp:
+                    bp = mup[e, t]
+                    rp = rup[e, t]
+                if rdn[e, t] > 1e-9 and mum[e, t] < bm:
+                    bm = mum[e, t]
+                    rm = rdn[e, t]
+            nk, v0 = _exchange_F(FX[t], FS[t], FN[t], FV[t], other[t] + pwr[d, t], bp, bm,
+                                 min(rp, radius), min(rm, radius), GX[t], GS[t])
+            GN[t] = nk
+            GV[t] = v0
+        AX, AS, AN, AV = GX, GS, GN, GV
+    if d == APP:
+        start, _ = _appliance_block(H, dt, prof, a_lo, a_hi, other, AX, AS, AN, AV)
+        pwr[APP, :] = 0.0
+        for k in range(prof.shape[0]):
+            if start + k < H:
+                pwr[APP, start + k] = prof[k]
+        return start
+    pen[d] = _storage_dp(H, dt, S0[d], ALPHA[d], BETA[d], UMIN[d], UMAX[d], KC[d], KD[d], LO[d], HI[d],
+                         PW[d], PLO[d], PHI[d], TW[d], TT[d], other, AX, AS, AN, AV,
+                         vx, vv, vn, tx, ty, cx, cy, out_p, out_s, stats, mup[d], mum[d])
+    for t in range(H):
+        p = out_p[t]
+        pwr[d, t] = p
+        rup[d, t] = max(KC[d, t] * UMAX[d, t] - p, 0.0)
+        rdn[d, t] = max(p - KD[d, t] * UMIN[d, t], 0.0)
+    st[d, :] = out_s
+    return -1
+
+
+@nb.njit(cache=True)
+def _objective(H, dt, base, pwr, pen, pi, pe, ci, ce, M, pv):
+    """True objective of a plan: device penalties + sum_t dt * F0(net)."""
+    obj = pen[0] + pen[1] + pen[2]
+    for t in range(H):
+        n = base[t] + pwr[0, t] + pwr[1, t] + pwr[2, t] + pwr[3, t]
+        fv, _ = _F0(n, pi[t], pe[t], ci[t], ce[t], M, pv[t])
+        obj += dt * fv
+    return obj
+
+
+@nb.njit(cache=True)
+def _trade_gain(H, mup, mum, has):
+    """Largest per-kWh gain of moving power between two storage devices at one PTU, from their
+    marginal values (<= 0: no such trade pays at the current plan)."""
+    g = -BIG_MU
+    for t in range(H):
+        for a in range(3):
+            if not has[a] or mup[a, t] <= -BIG_MU:
+                continue
+            for b in range(3):
+                if b != a and has[b] and mum[b, t] < BIG_MU:
+                    g = max(g, mup[a, t] - mum[b, t])
+    return g
 
 
 @nb.njit(cache=True, parallel=True)
@@ -741,9 +810,8 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
                  ev_cap, ev_pmax, ev_eta, ev_v2g, ev_lo, ev_hi, ev_need0,
                  hp_pmax, hp_a, hp_beta, hp_gain, hp_tmin, hp_tmax, hp_T0,
                  app_prof, app_has, app_lo, app_hi,
-                 w_comfort, w_ev, w_cap, deltas, exchange, nsub):
+                 w_comfort, w_ev, w_cap, max_sweeps, exchange_rounds, radius0, radius_min, tol):
     P, H = base.shape
-    L = app_prof.shape[1]
     out_bat = np.zeros((P, H))
     out_ev = np.zeros((P, H))
     out_hp = np.zeros((P, H))
@@ -754,15 +822,15 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
     s_ev = np.zeros((P, H + 1))
     s_hp = np.zeros((P, H + 1))
     objective = np.zeros(P)
-    stats = np.zeros((P, 2), dtype=np.int64)
-    KM = 6 * max(nsub, 1) + 2
+    stats = np.zeros((P, 4), dtype=np.int64)  # coarsened stages, max breakpoints, DP calls, exchanges kept
+    KM = 8
     for p in nb.prange(P):
         FX = np.empty((H, KM))
         FS = np.empty((H, KM + 1))
         FN = np.empty(H, dtype=np.int64)
         FV = np.empty(H)
-        GX = np.empty((H, KM + 1))
-        GS = np.empty((H, KM + 2))
+        GX = np.empty((H, KM + 4))
+        GS = np.empty((H, KM + 5))
         GN = np.empty(H, dtype=np.int64)
         GV = np.empty(H)
         vx = np.empty((H + 1, NMAX))
@@ -770,157 +838,187 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
         vn = np.empty(H + 1, dtype=np.int64)
         tx = np.empty(2 * NMAX + 64)
         ty = np.empty(2 * NMAX + 64)
-        cx = np.empty(KM + 10)
-        cy = np.empty(KM + 10)
+        cx = np.empty(KM + 16)
+        cy = np.empty(KM + 16)
         other = np.empty(H)
-        zeros = np.zeros(H)
-        umin = np.zeros(H)
-        umax = np.zeros(H)
-        kc = np.ones(H)
-        kd = np.ones(H)
-        pwr = np.zeros(H)
-        st = np.zeros(H + 1)
-        mup = np.full((3, H), -BIG_MU)
-        mum = np.full((3, H), BIG_MU)
+        out_p = np.zeros(H)
+        out_s = np.zeros(H + 1)
         mo_p = np.empty(H)
         mo_m = np.empty(H)
-        pw_h = np.full(H, w_comfort * dt)
-        plo_h = np.full(H, hp_tmin[p])
-        phi_h = np.full(H, hp_tmax[p])
-        pb = np.zeros(H)
-        pev = np.zeros(H)
-        php = np.zeros(H)
-        pap = np.zeros(H)
-        has_bat = bat_cap[p] > 0.0 and (bat_pc[p] > 0.0 or bat_pd[p] > 0.0)
-        has_ev = ev_hi[p] > ev_lo[p] and ev_pmax[p] > 0.0
-        has_hp = hp_pmax[p] > 0.0
-        has_app = app_has[p]
-        n_flex = int(has_bat) + int(has_ev) + int(has_hp) + int(has_app)
-        st_bat = np.full(H + 1, bat_e0[p])
-        st_ev = np.zeros(H + 1)
-        st_hp = np.zeros(H + 1)
-        st_hp[0] = hp_T0[p]
-        for t in range(H):  # free-floating building until the heat pump is planned
-            st_hp[t + 1] = hp_a[p] * st_hp[t] + hp_beta[p, t]
-        start = -1
-        pen_bat = 0.0
-        pen_ev = w_ev * ev_need0[p] if has_ev else 0.0
-        pen_hp = 0.0
-        if has_hp:
-            for t in range(H):
-                pen_hp += _pen(st_hp[t + 1], w_comfort * dt, hp_tmin[p], hp_tmax[p])
-        # best plan found (true objective)
-        best_obj = np.inf
-        b_pb = np.zeros(H)
-        b_pev = np.zeros(H)
-        b_php = np.zeros(H)
-        b_pap = np.zeros(H)
-        b_sb = np.zeros(H + 1)
-        b_se = np.zeros(H + 1)
-        b_sh = np.zeros(H + 1)
-        b_start = -1
-        for it in range(deltas.shape[0]):
-            delta = deltas[it]
-            exch = exchange[it]
-            for t in range(H):
-                nk, v0 = _build_F(pi[p, t], pe[p, t], ci[p, t], ce[p, t], w_cap, pv[p, t], delta, nsub,
-                                  FX[t], FS[t])
-                FN[t] = nk
-                FV[t] = v0
-            # --- appliance: enumerate starts
-            if has_app:
-                for t in range(H):
-                    other[t] = base[p, t] + pb[t] + pev[t] + php[t]
-                _others_mu(H, mup, mum, -1, mo_p, mo_m)
-                AX, AS, AN, AV = _block_F(exch, H, pap, other, mo_p, mo_m, FX, FS, FN, FV, GX, GS, GN, GV)
-                start, _ = _appliance_block(H, dt, app_prof[p], app_lo[p], app_hi[p], other, AX, AS, AN, AV)
-                pap[:] = 0.0
-                for k in range(L):
-                    if start + k < H:
-                        pap[start + k] = app_prof[p, k]
-            # --- EV: state = energy delivered since the horizon start
-            if has_ev:
-                for t in range(H):
-                    other[t] = base[p, t] + pb[t] + php[t] + pap[t]
-                    present = ev_lo[p] <= t < ev_hi[p]
-                    umax[t] = ev_eta[p] * ev_pmax[p] * dt if present else 0.0
-                    umin[t] = -ev_pmax[p] * dt / ev_eta[p] if (present and ev_v2g[p]) else 0.0
-                    kc[t] = 1.0 / (ev_eta[p] * dt)
-                    kd[t] = ev_eta[p] / dt
-                _others_mu(H, mup, mum, 0, mo_p, mo_m)
-                AX, AS, AN, AV = _block_F(exch, H, pev, other, mo_p, mo_m, FX, FS, FN, FV, GX, GS, GN, GV)
-                pen_ev = _storage_dp(H, dt, 0.0, 1.0, zeros, umin, umax, kc, kd,
-                                     ev_need0[p] - ev_cap[p], ev_need0[p], zeros, zeros, zeros, w_ev, ev_need0[p],
-                                     other, AX, AS, AN, AV, vx, vv, vn, tx, ty, cx, cy, pwr, st, stats[p],
-                                     mup[0], mum[0])
-                pev[:] = pwr
-                st_ev[:] = st
-            # --- heat pump + building: state = indoor temperature
-            if has_hp:
-                for t in range(H):
-                    other[t] = base[p, t] + pb[t] + pev[t] + pap[t]
-                    umin[t] = 0.0
-                    umax[t] = hp_gain[p, t] * hp_pmax[p]
-                    kc[t] = 1.0 / hp_gain[p, t]
-                    kd[t] = kc[t]
-                _others_mu(H, mup, mum, 1, mo_p, mo_m)
-                AX, AS, AN, AV = _block_F(exch, H, php, other, mo_p, mo_m, FX, FS, FN, FV, GX, GS, GN, GV)
-                pen_hp = _storage_dp(H, dt, hp_T0[p], hp_a[p], hp_beta[p], umin, umax, kc, kd, -1e9, 1e9,
-                                     pw_h, plo_h, phi_h, 0.0, 0.0,
-                                     other, AX, AS, AN, AV, vx, vv, vn, tx, ty, cx, cy, pwr, st, stats[p],
-                                     mup[1], mum[1])
-                php[:] = pwr
-                st_hp[:] = st
-            # --- battery: state = stored energy
-            if has_bat:
-                for t in range(H):
-                    other[t] = base[p, t] + pev[t] + php[t] + pap[t]
-                    umin[t] = -bat_pd[p] * dt / bat_ed[p]
-                    umax[t] = bat_ec[p] * bat_pc[p] * dt
-                    kc[t] = 1.0 / (bat_ec[p] * dt)
-                    kd[t] = bat_ed[p] / dt
-                _others_mu(H, mup, mum, 2, mo_p, mo_m)
-                AX, AS, AN, AV = _block_F(exch, H, pb, other, mo_p, mo_m, FX, FS, FN, FV, GX, GS, GN, GV)
-                pen_bat = _storage_dp(H, dt, bat_e0[p], bat_keep[p], zeros, umin, umax, kc, kd,
-                                      0.0, bat_cap[p], zeros, zeros, zeros, 0.0, 0.0,
-                                      other, AX, AS, AN, AV, vx, vv, vn, tx, ty, cx, cy, pwr, st, stats[p],
-                                      mup[2], mum[2])
-                pb[:] = pwr
-                st_bat[:] = st
-            # true objective of this sweep's plan; keep the best
-            obj = pen_ev + pen_hp + pen_bat
-            for t in range(H):
-                n = base[p, t] + pb[t] + pev[t] + php[t] + pap[t]
-                fv, _ = _F0(n, pi[p, t], pe[p, t], ci[p, t], ce[p, t], w_cap, pv[p, t])
-                obj += dt * fv
-            improved = obj < best_obj - 1e-9 * (1.0 + abs(best_obj))
-            if obj < best_obj - 1e-12:
-                best_obj = obj
-                b_pb[:] = pb
-                b_pev[:] = pev
-                b_php[:] = php
-                b_pap[:] = pap
-                b_sb[:] = st_bat
-                b_se[:] = st_ev
-                b_sh[:] = st_hp
-                b_start = start
-            # one flexible device: the first sweep is already exact; exact sweeps: stop when stalled
-            if n_flex <= 1 or (not exch and not improved):
-                break
-        # PV use of the best plan: the exact minimiser within [n - A, n] (ties keep the most PV)
+        mo_rp = np.empty(H)
+        mo_rm = np.empty(H)
+        for t in range(H):  # exact cost of the net power (PV folded in)
+            nk, v0 = _build_F(pi[p, t], pe[p, t], ci[p, t], ce[p, t], w_cap, pv[p, t], 0.0, 1, FX[t], FS[t])
+            FN[t] = nk
+            FV[t] = v0
+        # storage devices as rows EV, HP, BAT: state s_{t+1} = alpha s_t + beta_t + u_t,
+        # power = kc u (u >= 0) or kd u (u < 0)
+        UMIN = np.zeros((3, H))
+        UMAX = np.zeros((3, H))
+        KC = np.ones((3, H))
+        KD = np.ones((3, H))
+        BETA = np.zeros((3, H))
+        PW = np.zeros((3, H))
+        PLO = np.zeros((3, H))
+        PHI = np.zeros((3, H))
+        S0 = np.zeros(3)
+        ALPHA = np.ones(3)
+        LO = np.zeros(3)
+        HI = np.zeros(3)
+        TW = np.zeros(3)
+        TT = np.zeros(3)
+        has = np.zeros(4, dtype=np.bool_)
+        has[BAT] = bat_cap[p] > 0.0 and (bat_pc[p] > 0.0 or bat_pd[p] > 0.0)
+        has[EV] = ev_hi[p] > ev_lo[p] and ev_pmax[p] > 0.0
+        has[HP] = hp_pmax[p] > 0.0
+        has[APP] = app_has[p]
         for t in range(H):
-            n = base[p, t] + b_pb[t] + b_pev[t] + b_php[t] + b_pap[t]
+            present = ev_lo[p] <= t < ev_hi[p]
+            UMAX[EV, t] = ev_eta[p] * ev_pmax[p] * dt if present else 0.0
+            UMIN[EV, t] = -ev_pmax[p] * dt / ev_eta[p] if (present and ev_v2g[p]) else 0.0
+            KC[EV, t] = 1.0 / (ev_eta[p] * dt)
+            KD[EV, t] = ev_eta[p] / dt
+            UMAX[HP, t] = hp_gain[p, t] * hp_pmax[p]
+            KC[HP, t] = 1.0 / hp_gain[p, t]
+            KD[HP, t] = KC[HP, t]
+            BETA[HP, t] = hp_beta[p, t]
+            PW[HP, t] = w_comfort * dt
+            PLO[HP, t] = hp_tmin[p]
+            PHI[HP, t] = hp_tmax[p]
+            UMIN[BAT, t] = -bat_pd[p] * dt / bat_ed[p]
+            UMAX[BAT, t] = bat_ec[p] * bat_pc[p] * dt
+            KC[BAT, t] = 1.0 / (bat_ec[p] * dt)
+            KD[BAT, t] = bat_ed[p] / dt
+        # EV state = energy delivered since the horizon start, in [need0 - capacity, need0]
+        LO[EV] = ev_need0[p] - ev_cap[p]
+        HI[EV] = ev_need0[p]
+        TW[EV] = w_ev
+        TT[EV] = ev_need0[p]
+        S0[HP] = hp_T0[p]
+        ALPHA[HP] = hp_a[p]
+        LO[HP] = -1e9
+        HI[HP] = 1e9
+        S0[BAT] = bat_e0[p]
+        ALPHA[BAT] = bat_keep[p]
+        HI[BAT] = bat_cap[p]
+        # initial plan: every device idle
+        pwr = np.zeros((4, H))
+        st = np.zeros((3, H + 1))
+        pen = np.zeros(3)
+        st[BAT, :] = bat_e0[p]
+        st[HP, 0] = hp_T0[p]
+        for t in range(H):  # free-floating building
+            st[HP, t + 1] = hp_a[p] * st[HP, t] + hp_beta[p, t]
+            if has[HP]:
+                pen[HP] += _pen(st[HP, t + 1], w_comfort * dt, hp_tmin[p], hp_tmax[p])
+        if has[EV]:
+            pen[EV] = w_ev * ev_need0[p]
+        mup = np.full((3, H), -BIG_MU)
+        mum = np.full((3, H), BIG_MU)
+        rup = np.zeros((3, H))
+        rdn = np.zeros((3, H))
+        start = -1
+        n_flex = 0
+        for d in range(4):
+            n_flex += int(has[d])
+        obj = np.inf  # the idle plan may not be feasible (an appliance must run)
+        # phase 1: block coordinate descent, each block an exact DP (monotone), until it stalls
+        for sweep in range(max_sweeps):
+            for d in ORDER:
+                if has[d]:
+                    r = _solve_block(d, H, dt, base[p], pwr, st, pen, mup, mum, rup, rdn, False, 0.0,
+                                     UMIN, UMAX, KC, KD, S0, ALPHA, BETA, LO, HI, PW, PLO, PHI, TW, TT,
+                                     app_prof[p], app_lo[p], app_hi[p], FX, FS, FN, FV, GX, GS, GN, GV,
+                                     vx, vv, vn, tx, ty, cx, cy, other, out_p, out_s, mo_p, mo_m, mo_rp, mo_rm,
+                                     stats[p])
+                    stats[p, 2] += 1
+                    if d == APP:
+                        start = r
+            new = _objective(H, dt, base[p], pwr, pen, pi[p], pe[p], ci[p], ce[p], w_cap, pv[p])
+            stalled = new > obj - tol
+            obj = min(obj, new)
+            if n_flex <= 1 or stalled:  # one device: the first sweep is already exact
+                break
+        # phase 2: exchange steps where two storage devices would gain by trading power at a PTU
+        # (coordinate descent stalls there, e.g. under a tight cap); a step re-plans one device
+        # seeing its partners' marginal values, then the others exactly; kept only if the true
+        # objective improves, else the trade radius shrinks
+        radius = radius0
+        b_pwr = pwr.copy()
+        b_st = st.copy()
+        b_pen = pen.copy()
+        b_mup = mup.copy()
+        b_mum = mum.copy()
+        b_rup = rup.copy()
+        b_rdn = rdn.copy()
+        b_start = start
+        seq = np.zeros(4, dtype=np.int64)
+        if n_flex >= 2:
+            for rnd in range(exchange_rounds):
+                if _trade_gain(H, mup, mum, has) <= tol:
+                    break
+                kept = False
+                for d in ORDER:
+                    if not has[d]:
+                        continue
+                    b_pwr[:] = pwr
+                    b_st[:] = st
+                    b_pen[:] = pen
+                    b_mup[:] = mup
+                    b_mum[:] = mum
+                    b_rup[:] = rup
+                    b_rdn[:] = rdn
+                    b_start = start
+                    seq[0] = d  # the exchanging device, then the others in sweep order
+                    k = 1
+                    for e in ORDER:
+                        if e != d:
+                            seq[k] = e
+                            k += 1
+                    for q in range(4):
+                        e = seq[q]
+                        if not has[e]:
+                            continue
+                        r = _solve_block(e, H, dt, base[p], pwr, st, pen, mup, mum, rup, rdn, q == 0, radius,
+                                         UMIN, UMAX, KC, KD, S0, ALPHA, BETA, LO, HI, PW, PLO, PHI, TW, TT,
+                                         app_prof[p], app_lo[p], app_hi[p], FX, FS, FN, FV, GX, GS, GN, GV,
+                                         vx, vv, vn, tx, ty, cx, cy, other, out_p, out_s, mo_p, mo_m, mo_rp, mo_rm,
+                                         stats[p])
+                        stats[p, 2] += 1
+                        if e == APP:
+                            start = r
+                    new = _objective(H, dt, base[p], pwr, pen, pi[p], pe[p], ci[p], ce[p], w_cap, pv[p])
+                    if new < obj - tol:
+                        obj = new
+                        kept = True
+                        stats[p, 3] += 1
+                    else:  # undo
+                        pwr[:] = b_pwr
+                        st[:] = b_st
+                        pen[:] = b_pen
+                        mup[:] = b_mup
+                        mum[:] = b_mum
+                        rup[:] = b_rup
+                        rdn[:] = b_rdn
+                        start = b_start
+                if not kept:
+                    radius *= 0.25
+                    if radius < radius_min:
+                        break
+        # PV use: the exact minimiser within [n - A, n] (ties keep the most PV)
+        for t in range(H):
+            n = base[p, t] + pwr[0, t] + pwr[1, t] + pwr[2, t] + pwr[3, t]
             _, x = _F0(n, pi[p, t], pe[p, t], ci[p, t], ce[p, t], w_cap, pv[p, t])
             out_pv[p, t] = n - x
-        objective[p] = best_obj
-        out_bat[p] = b_pb
-        out_ev[p] = b_pev
-        out_hp[p] = b_php
-        out_app[p] = b_pap
-        out_start[p] = b_start if has_app else -1
-        s_bat[p] = b_sb
-        s_ev[p] = b_se
-        s_hp[p] = b_sh
+        objective[p] = obj
+        out_bat[p] = pwr[BAT]
+        out_ev[p] = pwr[EV]
+        out_hp[p] = pwr[HP]
+        out_app[p] = pwr[APP]
+        out_start[p] = start if has[APP] else -1
+        s_bat[p] = st[BAT]
+        s_ev[p] = st[EV]
+        s_hp[p] = st[HP]
     return out_bat, out_ev, out_hp, out_app, out_pv, out_start, s_bat, s_ev, s_hp, objective, stats
 
 
@@ -928,17 +1026,20 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
 # Python API
 # =============================================================================================
 class EMSConfig(NamedTuple):
-    """EMS settings: one coordinate-descent sweep per entry of ``smoothing_kw`` / ``exchange``.
+    """EMS settings.
 
-    smoothing_kw: kinks of the cost spread over that many kW in that sweep (0 = exact cost);
-    exchange: in that sweep each device sees, around its current point, the marginal values of the
-    other storage devices (a device may take power another one gives up); subkinks: pieces per
-    smoothed kink. The best plan (true objective) over the sweeps is returned; exact sweeps stop
-    once they no longer improve, and a prosumer with one flexible device needs a single sweep."""
+    max_sweeps: coordinate-descent sweeps (each re-plans every device exactly against the others;
+    stops earlier once a sweep improves the objective by less than ``tolerance_eur``);
+    exchange_rounds: rounds of exchange steps afterwards (a step lets one device trade power with
+    another at a PTU, priced at the partner's marginal value, then re-plans the others; kept only if
+    the objective improves); exchange_radius_kw: the largest trade per PTU of the first round, cut
+    by 4 after a round without improvement until below exchange_radius_min_kw."""
 
-    smoothing_kw: tuple = (0.0, 0.0, 0.0, 0.0, 0.0)
-    exchange: tuple = (True, True, True, False, False)
-    subkinks: int = 4
+    max_sweeps: int = 6
+    exchange_rounds: int = 12
+    exchange_radius_kw: float = 1.0e3
+    exchange_radius_min_kw: float = 0.05
+    tolerance_eur: float = 1.0e-6
     penalties: Penalties = Penalties()
 
 
@@ -971,21 +1072,22 @@ class EMSPlan(NamedTuple):
 
 
 def _kernel_args(pr: Prepared, cfg: EMSConfig):
-    deltas = np.asarray(cfg.smoothing_kw, dtype=np.float64)
-    if deltas.ndim != 1 or deltas.size == 0 or np.any(~np.isfinite(deltas)) or np.any(deltas < 0):
-        raise ValueError("smoothing_kw: a non-empty sequence of finite values >= 0")
-    exch = np.asarray(cfg.exchange, dtype=np.bool_)
-    if exch.shape != deltas.shape:
-        raise ValueError("exchange: one flag per sweep (same length as smoothing_kw)")
-    if int(cfg.subkinks) < 1:
-        raise ValueError("subkinks: must be >= 1")
+    if int(cfg.max_sweeps) < 1:
+        raise ValueError("max_sweeps: must be >= 1")
+    if int(cfg.exchange_rounds) < 0:
+        raise ValueError("exchange_rounds: must be >= 0")
+    r0, rmin, tol = float(cfg.exchange_radius_kw), float(cfg.exchange_radius_min_kw), float(cfg.tolerance_eur)
+    if not (np.isfinite(r0) and np.isfinite(rmin) and 0 < rmin <= r0):
+        raise ValueError("exchange radii: need 0 < exchange_radius_min_kw <= exchange_radius_kw, finite")
+    if not (np.isfinite(tol) and tol >= 0):
+        raise ValueError("tolerance_eur: must be finite and >= 0")
     return (pr.dt, pr.base_kw, pr.pv_kw, pr.pi, pr.pe, pr.cap_imp, pr.cap_exp,
             pr.bat_cap, pr.bat_pc, pr.bat_pd, pr.bat_eta_c, pr.bat_eta_d, pr.bat_keep, pr.bat_e0,
             pr.ev_cap, pr.ev_pmax, pr.ev_eta, pr.ev_v2g, pr.ev_lo, pr.ev_hi, pr.ev_need0,
             pr.hp_pmax, pr.hp_a, np.ascontiguousarray(pr.hp_beta), np.ascontiguousarray(pr.hp_gain),
             pr.hp_tmin, pr.hp_tmax, pr.hp_T0,
             pr.app_prof, pr.app_has, pr.app_lo, pr.app_hi,
-            pr.w_comfort, pr.w_ev, pr.w_cap, deltas, exch, int(cfg.subkinks))
+            pr.w_comfort, pr.w_ev, pr.w_cap, int(cfg.max_sweeps), int(cfg.exchange_rounds), r0, rmin, tol)
 
 
 def plan(problem: ProsumerProblem, config: EMSConfig = EMSConfig()) -> EMSPlan:
