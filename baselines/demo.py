@@ -48,7 +48,7 @@ def run_demo(scenario_name: str = DEFAULT_SCENARIO, seed: int = DEFAULT_SEED, ou
     if with_oracle:
         from baselines.oracle import solve
 
-        oracle_cost = solve(base_scenario, seed=seed).objective
+        oracle_cost = solve(base_scenario, seed=seed).objective_eur
     for dso in DSO_LINKS:
         nocontrol = run_episodes(load(scenario_name, {"links.dso": {"kind": dso}}), [seed], "nocontrol")[0]
         rows.append(_row(f"no control / {dso}", nocontrol, nocontrol, oracle_cost))
@@ -57,7 +57,7 @@ def run_demo(scenario_name: str = DEFAULT_SCENARIO, seed: int = DEFAULT_SEED, ou
             kpis = run_episodes(scenario, [seed], "builtin")[0]
             rows.append(_row(f"{prosumer} / {dso}", kpis, nocontrol, oracle_cost))
     if oracle_cost is not None:
-        rows.append({"model": "oracle (perfect foresight, centralised)", "system_cost_eur": oracle_cost, "score": 100.0})
+        rows.append({"model": "oracle (centralised, perfect foresight)", "system_cost_eur": oracle_cost, "score": 100.0})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(rows, out / "demo.csv")
@@ -94,7 +94,8 @@ def print_table(rows: list[dict], title: str) -> None:
 
     table = Table(title=title)
     for name, _, _ in COLUMNS:
-        table.add_column(name, justify="left" if name == "business model" else "right")
+        first = name == "business model"
+        table.add_column(name, justify="left" if first else "right", no_wrap=first)
     for row in rows:
         table.add_row(*(_cell(row, key, fmt) for _, key, fmt in COLUMNS))
     Console(width=200).print(table)

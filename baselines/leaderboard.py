@@ -109,7 +109,7 @@ def evaluate(suite: Suite, policy_spec: str, oracle=True, progress: bool = True)
             if oracle:
                 from baselines.oracle import solve
 
-                j_oracle = solve(scenario, seed=seed).objective
+                j_oracle = solve(scenario, seed=seed).objective_eur
             rows.append({"seed": seed, "j_base": base["system_cost_eur"], "j_policy": kpis["system_cost_eur"],
                          "j_oracle": j_oracle, **{f"kpi/{k}": v for k, v in kpis.items() if k != "seed"}})
             bar.advance(task)
