@@ -28,7 +28,8 @@ class ReplayResult:
     engine's episode totals (batch row 0); position_clipped_ptus and position_missing_kw: PTUs whose
     position adjustment fell outside [-1, 1] and the largest kW the position missed by there;
     dso_cap_ptus: operate steps in which the DSO capped any prosumer; max_request_cut_kw: largest
-    difference between a setpoint and what a device did (the oracle's schedule should be feasible)."""
+    difference between a setpoint and what a device did (the oracle's schedule should be feasible);
+    net_kw (P, H) replayed net power; position_kw (H,) the day-ahead position the engine bought."""
 
     system_cost_eur: float
     totals: dict
@@ -37,6 +38,7 @@ class ReplayResult:
     dso_cap_ptus: int
     max_request_cut_kw: float
     net_kw: np.ndarray
+    position_kw: np.ndarray
 
 
 def _check_gateway(engine: Engine) -> None:
@@ -63,6 +65,7 @@ def replay_schedules(scenario, schedules, seed: int | None = None) -> ReplayResu
     scale = POSITION_SCALE_KW_PER_PROSUMER * P
     clipped, missing, cap_ptus, max_cut = 0, 0.0, 0, 0.0
     net = np.zeros((P, engine.n_days * T))
+    position = np.zeros(engine.n_days * T)
     while not engine.done:
         step = engine.current
         action = np.zeros((1, agg_layout.size))
@@ -87,11 +90,13 @@ def replay_schedules(scenario, schedules, seed: int | None = None) -> ReplayResu
             setpoints = encode_setpoints(requests, engine.setpoint_scale, engine.pv_avail_kw[:, :, g], start_now[None, :])
             agg_layout.write(action, "setpoints", setpoints)
         obs, _, info = engine.step({"aggregator": action, "dso": dso(obs["dso"])})
+        if step.phase == "agg_plan":
+            position[steps] = engine.position_kw[0]
         if step.phase == "operate":
             kpis = info["kpis"]
             cap_ptus += int(np.isfinite(engine.dso_cap_kw).any())
             max_cut = max(max_cut, float(kpis["request_cut_kw"].max()))
             net[:, step.day * T + step.index] = kpis["net_kw"][0]
     totals = {k: np.asarray(v)[0] if np.ndim(v) else v for k, v in engine.totals.items()}
-    return ReplayResult(float(engine.system_cost_eur()[0]), totals, clipped, missing, cap_ptus, max_cut, net)
+    return ReplayResult(float(engine.system_cost_eur()[0]), totals, clipped, missing, cap_ptus, max_cut, net, position)
 
