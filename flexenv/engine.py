@@ -39,7 +39,7 @@ from flexenv.scenario.schema import Scenario
 
 PHASES = ("dso_plan", "agg_plan", "operate")
 TRAFFIC_LIGHTS = ("green", "yellow", "orange", "red")
-POSITION_SCALE_KW_PER_PROSUMER = 2.0  # scale of the aggregator's position and aggregate observations
+POSITION_SCALE_KW_PER_PROSUMER = 10.0  # range of the position adjustment (a household connection) and scale of aggregates
 OBS_HORIZON_PTU = 16  # how far ahead a prosumer sees its signals and forecasts
 UNMET_EVENT_KWH, COMFORT_EVENT_KH = 0.01, 0.001  # below these a violation is rounding, not an event (gateway fee)
 OBS_BOUND = 1.0e3  # observation features are normalised to O(1); the Box bound is this
