@@ -493,7 +493,7 @@ def _pen(s, w, lo, hi):
 
 @nb.njit(cache=True)
 def _storage_dp(H, dt, s0, alpha, beta, umin, umax, kc, kd, lo, hi, pw, plo, phi, term_w, term_target,
-                other, FX, FS, FN, FV, vx, vv, vn, tx, ty, cx, cy, out_p, out_s, stats, mu_p, mu_m):
+                other, FX, FS, FN, FV, vx, vv, vn, tx, ty, cx, cy, out_p, out_s, stats, mu_p, mu_m, past):
     """Exact DP of one storage-like device against the convex PL cost of its net power.
 
     State s_{t+1} = alpha s_t + beta_t + u_t, u_t in [umin_t, umax_t], s in [lo, hi] (hard);
@@ -696,7 +696,101 @@ def _storage_dp(H, dt, s0, alpha, beta, umin, umax, kc, kd, lo, hi, pw, plo, phi
         out_s[t + 1] = s
         total += _pen(s, pw[t], plo[t], phi[t])
     total += term_w * max(term_target - s, 0.0)
+    if past:
+        _past_values(H, dt, s0, alpha, beta, umin, umax, kc, kd, pw, plo, phi, other, FX, FS, FN, FV,
+                     rlo, rhi, tx, ty, cx, cy, out_p, out_s, stats, mu_p, mu_m)
     return total
+
+
+@nb.njit(cache=True)
+def _past_values(H, dt, s0, alpha, beta, umin, umax, kc, kd, pw, plo, phi, other, FX, FS, FN, FV,
+                 rlo, rhi, tx, ty, cx, cy, out_p, out_s, stats, mu_p, mu_m):
+    """Forward pass mirroring the backward one: cost-to-arrive C_t(s) (convex PL, the best past
+    reaching state s at t). A device can also absorb a change of its power at t in its past (state
+    s_t moves instead of s_{t+1}); its marginal values become the better of future and past."""
+    qx = np.empty(NMAX)
+    qy = np.empty(NMAX)
+    qx[0] = s0
+    qy[0] = 0.0
+    nq = 1
+    for t in range(H):
+        u = out_s[t + 1] - alpha * out_s[t] - beta[t]
+        st_ = out_s[t]
+        if nq >= 2 and t > 0:
+            gl, gr = _pl_slopes(qx, qy, nq, st_)
+            du_up = 1.0 / (kc[t] * dt) if u >= 0.0 else 1.0 / (kd[t] * dt)
+            du_dn = 1.0 / (kc[t] * dt) if u > 0.0 else 1.0 / (kd[t] * dt)
+            if u < umax[t] - 1e-9 and st_ > qx[0] + 1e-9:  # take more now, arrive lower
+                mu_p[t] = max(mu_p[t], gl * du_up / alpha)
+            if u > umin[t] + 1e-9 and st_ < qx[nq - 1] - 1e-9:  # take less now, arrive higher
+                mu_m[t] = min(mu_m[t], gr * du_dn / alpha)
+        if t == H - 1:
+            break
+        # C_{t+1}(y) = min_z G(z) + dt c_t(y - z) + pen_t(y), G(z) = C_t((z - beta) / alpha)
+        nc = _stage_cost(t, umin[t], umax[t], kc[t], kd[t], other[t], FX[t], FS[t], FN[t], FV[t], cx, cy)
+        tx[0] = alpha * qx[0] + beta[t] + cx[0]
+        ty[0] = qy[0] + dt * cy[0]
+        i = 0
+        j = 0
+        m = 1
+        while i < nq - 1 or j < nc - 1:
+            take_g = False
+            if j >= nc - 1:
+                take_g = True
+            elif i < nq - 1:
+                sg = (qy[i + 1] - qy[i]) / (alpha * (qx[i + 1] - qx[i]))
+                sc = dt * (cy[j + 1] - cy[j]) / (cx[j + 1] - cx[j])
+                take_g = sg <= sc
+            if take_g:
+                dx = alpha * (qx[i + 1] - qx[i])
+                dy = qy[i + 1] - qy[i]
+                i += 1
+            else:
+                dx = cx[j + 1] - cx[j]
+                dy = dt * (cy[j + 1] - cy[j])
+                j += 1
+            tx[m] = tx[m - 1] + dx
+            ty[m] = ty[m - 1] + dy
+            m += 1
+        a_ = rlo[t + 1]
+        b_ = rhi[t + 1]
+        k = 0
+        qx[k] = a_
+        k += 1
+        for q in range(m):
+            if a_ < tx[q] < b_:
+                qx[k] = tx[q]
+                k += 1
+            if k >= NMAX - 4:
+                break
+        for kink in (plo[t], phi[t]):
+            if a_ < kink < b_:
+                qx[k] = kink
+                k += 1
+        if b_ > a_:
+            qx[k] = b_
+            k += 1
+        for ii in range(1, k):
+            x = qx[ii]
+            q = ii - 1
+            while q >= 0 and qx[q] > x:
+                qx[q + 1] = qx[q]
+                q -= 1
+            qx[q + 1] = x
+        for q in range(k):
+            qy[q] = _pl_eval(tx, ty, m, qx[q]) + _pen(qx[q], pw[t], plo[t], phi[t])
+        k = _lower_hull(qx, qy, k)
+        if k > NMAX // 2:
+            stats[0] += 1
+            kk = 1
+            for q in range(2, k - 1, 2):
+                qx[kk] = qx[q]
+                qy[kk] = qy[q]
+                kk += 1
+            qx[kk] = qx[k - 1]
+            qy[kk] = qy[k - 1]
+            k = kk + 1
+        nq = k
 
 
 @nb.njit(cache=True)
@@ -719,12 +813,27 @@ def _appliance_block(H, dt, prof, lo, hi, other, FX, FS, FN, FV):
     return best, best_c * dt
 
 
+@nb.njit(cache=True)
+def _appliance_costs(H, prof, lo, hi, other, FX, FS, FN, FV, out):
+    """Cost rate sum of every start in [lo, hi] against the PL cost (out[s - lo])."""
+    L = prof.shape[0]
+    for s in range(lo, hi + 1):
+        c = 0.0
+        for k in range(L):
+            t = s + k
+            if t >= H:
+                break
+            if prof[k] != 0.0:
+                c += _F_eval(other[t] + prof[k], FX[t], FS[t], FN[t], FV[t]) - _F_eval(other[t], FX[t], FS[t], FN[t], FV[t])
+        out[s - lo] = c
+
+
 EV, HP, BAT, APP = 0, 1, 2, 3  # rows of the per-prosumer power array; storage devices first
 ORDER = (APP, EV, HP, BAT)  # block order of a sweep
 
 
 @nb.njit(cache=True)
-def _solve_block(d, H, dt, base, pwr, st, pen, mup, mum, rup, rdn, exch, radius,
+def _solve_block(d, H, dt, base, pwr, st, pen, mup, mum, rup, rdn, exch, radius, past,
                  UMIN, UMAX, KC, KD, S0, ALPHA, BETA, LO, HI, PW, PLO, PHI, TW, TT,
                  prof, a_lo, a_hi, FX, FS, FN, FV, GX, GS, GN, GV,
                  vx, vv, vn, tx, ty, cx, cy, other, out_p, out_s, mo_p, mo_m, mo_rp, mo_rm, stats):
@@ -768,7 +877,7 @@ def _solve_block(d, H, dt, base, pwr, st, pen, mup, mum, rup, rdn, exch, radius,
         return start
     pen[d] = _storage_dp(H, dt, S0[d], ALPHA[d], BETA[d], UMIN[d], UMAX[d], KC[d], KD[d], LO[d], HI[d],
                          PW[d], PLO[d], PHI[d], TW[d], TT[d], other, AX, AS, AN, AV,
-                         vx, vv, vn, tx, ty, cx, cy, out_p, out_s, stats, mup[d], mum[d])
+                         vx, vv, vn, tx, ty, cx, cy, out_p, out_s, stats, mup[d], mum[d], past)
     for t in range(H):
         p = out_p[t]
         pwr[d, t] = p
@@ -810,7 +919,8 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
                  ev_cap, ev_pmax, ev_eta, ev_v2g, ev_lo, ev_hi, ev_need0,
                  hp_pmax, hp_a, hp_beta, hp_gain, hp_tmin, hp_tmax, hp_T0,
                  app_prof, app_has, app_lo, app_hi,
-                 w_comfort, w_ev, w_cap, max_sweeps, exchange_rounds, radius0, radius_min, tol):
+                 w_comfort, w_ev, w_cap, max_sweeps, exchange_rounds, radius0, radius_min, tol, app_candidates,
+                 use_past):
     P, H = base.shape
     out_bat = np.zeros((P, H))
     out_ev = np.zeros((P, H))
@@ -926,7 +1036,7 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
         for sweep in range(max_sweeps):
             for d in ORDER:
                 if has[d]:
-                    r = _solve_block(d, H, dt, base[p], pwr, st, pen, mup, mum, rup, rdn, False, 0.0,
+                    r = _solve_block(d, H, dt, base[p], pwr, st, pen, mup, mum, rup, rdn, False, 0.0, use_past,
                                      UMIN, UMAX, KC, KD, S0, ALPHA, BETA, LO, HI, PW, PLO, PHI, TW, TT,
                                      app_prof[p], app_lo[p], app_hi[p], FX, FS, FN, FV, GX, GS, GN, GV,
                                      vx, vv, vn, tx, ty, cx, cy, other, out_p, out_s, mo_p, mo_m, mo_rp, mo_rm,
@@ -939,6 +1049,61 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
             obj = min(obj, new)
             if n_flex <= 1 or stalled:  # one device: the first sweep is already exact
                 break
+        # appliance: the start interacts with the storages (e.g. both want the PV surplus), so the
+        # best few other starts, ranked with the storages' marginal values, are each tried with the
+        # storages re-planned; the best true objective is kept
+        if has[APP] and n_flex >= 2 and app_candidates > 0:
+            for t in range(H):
+                other[t] = base[p, t] + pwr[EV, t] + pwr[HP, t] + pwr[BAT, t]
+                bp = -BIG_MU
+                bm = BIG_MU
+                rp = 0.0
+                rm = 0.0
+                for e in range(3):
+                    if rup[e, t] > 1e-9 and mup[e, t] > bp:
+                        bp = mup[e, t]
+                        rp = rup[e, t]
+                    if rdn[e, t] > 1e-9 and mum[e, t] < bm:
+                        bm = mum[e, t]
+                        rm = rdn[e, t]
+                nk, v0 = _exchange_F(FX[t], FS[t], FN[t], FV[t], other[t] + pwr[APP, t], bp, bm, rp, rm,
+                                     GX[t], GS[t])
+                GN[t] = nk
+                GV[t] = v0
+            n_st = app_hi[p] - app_lo[p] + 1
+            a_cost = np.empty(n_st)
+            _appliance_costs(H, app_prof[p], app_lo[p], app_hi[p], other, GX, GS, GN, GV, a_cost)
+            a_cost[start - app_lo[p]] = np.inf
+            b_pwr = pwr.copy()
+            b_st = st.copy()
+            b_pen = pen.copy()
+            for c in range(min(app_candidates, n_st - 1)):
+                j = np.argmin(a_cost)
+                a_cost[j] = np.inf
+                b_pwr[:] = pwr
+                b_st[:] = st
+                b_pen[:] = pen
+                pwr[APP, :] = 0.0
+                for k in range(app_prof.shape[1]):
+                    if app_lo[p] + j + k < H:
+                        pwr[APP, app_lo[p] + j + k] = app_prof[p, k]
+                for sweep in range(2):
+                    for d in ORDER:
+                        if has[d] and d != APP:
+                            _solve_block(d, H, dt, base[p], pwr, st, pen, mup, mum, rup, rdn, False, 0.0, use_past,
+                                         UMIN, UMAX, KC, KD, S0, ALPHA, BETA, LO, HI, PW, PLO, PHI, TW, TT,
+                                         app_prof[p], app_lo[p], app_hi[p], FX, FS, FN, FV, GX, GS, GN, GV,
+                                         vx, vv, vn, tx, ty, cx, cy, other, out_p, out_s, mo_p, mo_m, mo_rp,
+                                         mo_rm, stats[p])
+                            stats[p, 2] += 1
+                new = _objective(H, dt, base[p], pwr, pen, pi[p], pe[p], ci[p], ce[p], w_cap, pv[p])
+                if new < obj - tol:
+                    obj = new
+                    start = app_lo[p] + j
+                else:  # undo (marginal values are refreshed by the next exact re-plans)
+                    pwr[:] = b_pwr
+                    st[:] = b_st
+                    pen[:] = b_pen
         # phase 2: exchange steps where two storage devices would gain by trading power at a PTU
         # (coordinate descent stalls there, e.g. under a tight cap); a step re-plans one device
         # seeing its partners' marginal values, then the others exactly; kept only if the true
@@ -979,7 +1144,7 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
                         e = seq[q]
                         if not has[e]:
                             continue
-                        r = _solve_block(e, H, dt, base[p], pwr, st, pen, mup, mum, rup, rdn, q == 0, radius,
+                        r = _solve_block(e, H, dt, base[p], pwr, st, pen, mup, mum, rup, rdn, q == 0, radius, use_past,
                                          UMIN, UMAX, KC, KD, S0, ALPHA, BETA, LO, HI, PW, PLO, PHI, TW, TT,
                                          app_prof[p], app_lo[p], app_hi[p], FX, FS, FN, FV, GX, GS, GN, GV,
                                          vx, vv, vn, tx, ty, cx, cy, other, out_p, out_s, mo_p, mo_m, mo_rp, mo_rm,
@@ -1033,13 +1198,17 @@ class EMSConfig(NamedTuple):
     exchange_rounds: rounds of exchange steps afterwards (a step lets one device trade power with
     another at a PTU, priced at the partner's marginal value, then re-plans the others; kept only if
     the objective improves); exchange_radius_kw: the largest trade per PTU of the first round, cut
-    by 4 after a round without improvement until below exchange_radius_min_kw."""
+    by 4 after a round without improvement until below exchange_radius_min_kw; appliance_candidates:
+    other appliance starts tried with the storages re-planned; past_values: marginal values also
+    from a forward (cost-to-arrive) pass, so a trade may be absorbed in a device's past."""
 
     max_sweeps: int = 6
     exchange_rounds: int = 12
     exchange_radius_kw: float = 1.0e3
     exchange_radius_min_kw: float = 0.05
     tolerance_eur: float = 1.0e-6
+    appliance_candidates: int = 3
+    past_values: bool = True
     penalties: Penalties = Penalties()
 
 
@@ -1074,6 +1243,8 @@ class EMSPlan(NamedTuple):
 def _kernel_args(pr: Prepared, cfg: EMSConfig):
     if int(cfg.max_sweeps) < 1:
         raise ValueError("max_sweeps: must be >= 1")
+    if int(cfg.appliance_candidates) < 0:
+        raise ValueError("appliance_candidates: must be >= 0")
     if int(cfg.exchange_rounds) < 0:
         raise ValueError("exchange_rounds: must be >= 0")
     r0, rmin, tol = float(cfg.exchange_radius_kw), float(cfg.exchange_radius_min_kw), float(cfg.tolerance_eur)
@@ -1087,7 +1258,8 @@ def _kernel_args(pr: Prepared, cfg: EMSConfig):
             pr.hp_pmax, pr.hp_a, np.ascontiguousarray(pr.hp_beta), np.ascontiguousarray(pr.hp_gain),
             pr.hp_tmin, pr.hp_tmax, pr.hp_T0,
             pr.app_prof, pr.app_has, pr.app_lo, pr.app_hi,
-            pr.w_comfort, pr.w_ev, pr.w_cap, int(cfg.max_sweeps), int(cfg.exchange_rounds), r0, rmin, tol)
+            pr.w_comfort, pr.w_ev, pr.w_cap, int(cfg.max_sweeps), int(cfg.exchange_rounds), r0, rmin, tol,
+            int(cfg.appliance_candidates), bool(cfg.past_values))
 
 
 def plan(problem: ProsumerProblem, config: EMSConfig = EMSConfig()) -> EMSPlan:
