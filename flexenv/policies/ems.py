@@ -780,8 +780,7 @@ def _past_values(H, dt, s0, alpha, beta, umin, umax, kc, kd, pw, plo, phi, other
         for q in range(k):
             qy[q] = _pl_eval(tx, ty, m, qx[q]) + _pen(qx[q], pw[t], plo[t], phi[t])
         k = _lower_hull(qx, qy, k)
-        if k > NMAX // 2:
-            stats[0] += 1
+        if k > NMAX // 8:  # coarser than the backward pass: these only rank trades
             kk = 1
             for q in range(2, k - 1, 2):
                 qx[kk] = qx[q]
@@ -1033,10 +1032,13 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
             n_flex += int(has[d])
         obj = np.inf  # the idle plan may not be feasible (an appliance must run)
         # phase 1: block coordinate descent, each block an exact DP (monotone), until it stalls
-        for sweep in range(max_sweeps):
+        past_now = False
+        for sweep in range(max_sweeps + 1):
             for d in ORDER:
                 if has[d]:
-                    r = _solve_block(d, H, dt, base[p], pwr, st, pen, mup, mum, rup, rdn, False, 0.0, use_past,
+                    # past values only once descent has stalled (they cost a forward pass)
+                    flag = past_now
+                    r = _solve_block(d, H, dt, base[p], pwr, st, pen, mup, mum, rup, rdn, False, 0.0, flag,
                                      UMIN, UMAX, KC, KD, S0, ALPHA, BETA, LO, HI, PW, PLO, PHI, TW, TT,
                                      app_prof[p], app_lo[p], app_hi[p], FX, FS, FN, FV, GX, GS, GN, GV,
                                      vx, vv, vn, tx, ty, cx, cy, other, out_p, out_s, mo_p, mo_m, mo_rp, mo_rm,
@@ -1045,10 +1047,11 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
                     if d == APP:
                         start = r
             new = _objective(H, dt, base[p], pwr, pen, pi[p], pe[p], ci[p], ce[p], w_cap, pv[p])
-            stalled = new > obj - tol
+            stalled = new > obj - tol or sweep >= max_sweeps - 1
             obj = min(obj, new)
-            if n_flex <= 1 or stalled:  # one device: the first sweep is already exact
+            if n_flex <= 1 or past_now or (stalled and not use_past):  # one device: already exact
                 break
+            past_now = stalled and use_past  # one more sweep that also computes the past marginal values
         # appliance: the start interacts with the storages (e.g. both want the PV surplus), so the
         # best few other starts, ranked with the storages' marginal values, are each tried with the
         # storages re-planned; the best true objective is kept
