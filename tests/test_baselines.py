@@ -78,3 +78,34 @@ def test_demo_without_oracle_writes_its_outputs(tmp_path):
     assert all(np.isfinite(r["system_cost_eur"]) for r in rows)
     assert (tmp_path / "demo.md").read_text().count("\n|") >= 11
     assert (tmp_path / "demo.png").stat().st_size > 10_000 and (tmp_path / "demo.csv").exists()
+
+
+TEST_DAYS = [1000001, 1000002, 1000003]
+
+
+@pytest.mark.parametrize("env_id", [i for i in __import__("flexenv").env_ids() if "Teaching10" in i])
+def test_builtin_policies_beat_no_control_where_the_grid_does_not_bind(env_id):
+    """With the transformer limit at its rating nothing congests, so shifting flexible load to cheap
+    hours must lower the system cost on every test day."""
+    scenario = scenario_for(env_id, feeder__trafo_loading_max_pct=100.0)
+    base = run_episodes(scenario, TEST_DAYS, "nocontrol")
+    policy = run_episodes(scenario, TEST_DAYS, "builtin")
+    for b, p in zip(base, policy):
+        assert p["congested_ptus"] == 0
+        assert p["system_cost_eur"] < b["system_cost_eur"]
+
+
+def test_oracle_bounds_every_baseline_on_every_test_day():
+    """The centralised optimum does not depend on the links: one solve per day bounds them all."""
+    from baselines.oracle import solve
+
+    oracles = [solve(scenario_for("Gateway-Isolated-Teaching10-v0"), seed=seed) for seed in TEST_DAYS]
+    for env_id in ("PriceDriven-Tariff-Teaching10-v0", "Gateway-Isolated-Teaching10-v0", "MaxPower-Isolated-Teaching10-v0",
+                   "Iterative-Tariff-Teaching10-v0"):
+        scenario = scenario_for(env_id)
+        base = run_episodes(scenario, TEST_DAYS, "nocontrol")
+        policy = run_episodes(scenario, TEST_DAYS, "builtin")
+        for oracle, b, p in zip(oracles, base, policy):
+            slack = oracle.mip_gap * abs(oracle.objective_eur) + 1e-6
+            assert oracle.objective_eur <= b["system_cost_eur"] + slack
+            assert oracle.objective_eur <= p["system_cost_eur"] + slack

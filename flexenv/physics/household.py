@@ -28,7 +28,7 @@ DEVICE_ORDER = ("battery", "ev", "heat_pump", "pv", "appliance")
 BATTERY, EV, HEAT_PUMP, PV, APPLIANCE = range(5)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, parallel=True)
 def operate_kernel(
     t, dt,
     load_kw, pv_avail_kw, t_out_degc, cop,
@@ -61,7 +61,7 @@ def operate_kernel(
     comfort = np.zeros((B, P))
     unmet = np.zeros((B, P))
     forced = np.zeros((B, P), dtype=np.bool_)
-    for b in range(B):
+    for b in nb.prange(B):  # batch rows are independent environments
         for p in range(P):
             # ---- 1. feasible powers for the requests (no-control devices make their own request)
             req_pv = pv_avail_kw[b, p] if nocontrol[b, p, PV] else requests[b, p, PV]
