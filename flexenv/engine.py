@@ -79,7 +79,7 @@ class Engine:
 
         # ---- population and feeder (fixed by the scenario seed)
         first = generate(scenario)
-        self.fleet = fleet = first.fleet
+        self.fleet = first.fleet
         self.appliance_profile_kw = first.appliance_profile_kw
         self.feeder = load_feeder(scenario.feeder, scenario.seed)
         self._place_prosumers()
@@ -238,7 +238,7 @@ class Engine:
         grid = rows[0].grid
         self.grid = grid
         T = grid.n_steps
-        stack = lambda name: np.stack([getattr(r, name) for r in rows])  # noqa: E731
+        stack = lambda name: np.stack([getattr(r, name) for r in rows])
         self.load_kw = stack("load_kw")
         self.pv_avail_kw = stack("pv_kw_per_kwp")[:, None, :] * self.fleet.pv_kwp[None, :, None]
         self.t_out_degc = stack("outdoor_temp_degc")
@@ -272,7 +272,7 @@ class Engine:
         self.contract_export = curves["export_eur_per_kwh"]
 
         # ---- state
-        B, P, ppd = self.B, self.P, self.ppd
+        B, P = self.B, self.P
         self.battery_kwh = np.broadcast_to(self.battery_initial_kwh, (B, P)).copy()
         self.ev_need_kwh = np.zeros((B, P))
         self.indoor_temp_degc = np.broadcast_to(self.fleet.comfort_set_point_degc, (B, P)).copy()
@@ -313,7 +313,7 @@ class Engine:
 
     def _empty_totals(self) -> dict[str, np.ndarray]:
         B, P = self.B, self.P
-        zeros = lambda *shape: np.zeros(shape)  # noqa: E731
+        zeros = lambda *shape: np.zeros(shape)
         totals = {
             "prosumer_money_eur": zeros(B, P), "aggregator_money_eur": zeros(B), "dso_money_eur": zeros(B),
             "market_money_eur": zeros(B), "comfort_violation_kh": zeros(B, P), "ev_unmet_kwh": zeros(B, P),

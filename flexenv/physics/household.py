@@ -111,7 +111,7 @@ def operate_kernel(
                 p_hp -= cut
                 excess -= cut
                 if excess > 1e-12:  # discharge the battery further, within its limits
-                    pc_max, pd_max = dv.battery_power_limits(bat_e[b, p], bat_cap[p], bat_pc[p], bat_pd[p],
+                    _, pd_max = dv.battery_power_limits(bat_e[b, p], bat_cap[p], bat_pc[p], bat_pd[p],
                                                              bat_eta_c[p], bat_eta_d[p], bat_sd[p], dt)
                     cut = min(pd_max + p_bat, excess) if bat_cap[p] > 0.0 else 0.0
                     p_bat -= cut

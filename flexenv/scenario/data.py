@@ -405,7 +405,9 @@ def sample_fleet(rng: np.random.Generator, scenario: Scenario) -> Fleet:
 
     for index, group in enumerate(scenario.prosumers):
         n = group.count
-        draw = lambda r: rng.uniform(r.low, r.high, size=n)  # noqa: E731
+        def draw(r, n=n):
+            return rng.uniform(r.low, r.high, size=n)
+
         pen = group.penetration
         has = {name: _choose_owners(rng, n, getattr(pen, name)) for name in ("pv", "battery", "ev", "heat_pump", "appliance")}
         b: BatteryParams = group.battery
