@@ -15,13 +15,16 @@ energy and comfort violations as K·h. The weights are in :class:`Penalties`.
 
 Algorithm (numba, parallel over prosumers, no solver call): PV curtailment is folded into the cost
 of the net power, which turns the cost of every PTU into a convex piecewise-linear (PL) function
-``F_t`` of the net power without PV. Then block coordinate descent over the devices: the appliance by
-enumerating its starts, and each storage-like device (battery, EV, heat pump + building) by an exact
-dynamic programme on convex PL value functions of its one-dimensional state (stored energy,
-delivered EV energy, indoor temperature): backward inf-convolutions of PL functions, then a forward
-pass. Each block is solved exactly against the others' current power; to let the blocks trade the
-cheap energy around kinks of ``F_t`` (zero net power, caps) the first sweeps use a smoothed ``F_t``
-(each kink spread over ``smoothing_kw``), the last sweeps the exact one.
+``F_t`` of the net power without PV. Then (1) block coordinate descent over the devices: the
+appliance by enumerating its starts, and each storage-like device (battery, EV, heat pump + building)
+by an exact dynamic programme on convex PL value functions of its one-dimensional state (stored
+energy, delivered EV energy, indoor temperature), until a sweep stops improving (monotone). (2) The
+appliance's next-best starts, each with the storages re-planned. (3) Exchange steps where descent
+stalls at a kink of ``F_t`` (a tight cap, zero net) although two devices would gain by trading power
+at a PTU: one device re-plans seeing its partners' marginal values (from the backward value
+functions and a mirroring forward cost-to-arrive pass, so a trade can be absorbed in a partner's
+future or past) for up to a trade radius, the others re-plan exactly, and the step is kept only if
+the true objective improves (else the radius shrinks).
 
 Exactness caveats (measured against the MILP in ``benchmarks/ems.py``): block coordinate descent is
 not guaranteed to reach the joint optimum; with export price > import price or negative prices the
