@@ -98,6 +98,7 @@ def run(reps: int, seed: int, n_speed: int, floor_eur: float) -> dict:
                 pb = ems.random_problem(rng, reps, 15, kind, caps, presence=np.tile(np.array(mix), (reps, 1)))
                 plan = ems.plan(pb, cfg)
                 out_e = ems.execute_plan(pb, plan, pen)
+                out_fast = ems.execute_plan(pb, ems.plan(pb, ems.ENGINE_PROFILE._replace(penalties=pen)), pen)
                 j_base = base_objective(pb, pen)
                 j_inflex = inflexible_bill(pb, pen)
                 for i in range(reps):
@@ -109,6 +110,8 @@ def run(reps: int, seed: int, n_speed: int, floor_eur: float) -> dict:
                                         r.appliance_start_ptu, pen)
                     rows.append(dict(mix=[int(m) for m in mix], prices=kind, caps=caps,
                                      j_ems=float(out_e.objective_eur[i]), j_milp=float(out_m.objective_eur[0]),
+                                     j_engine_profile=float(out_fast.objective_eur[i]),
+                                     capv_engine_profile=float(out_fast.cap_violation_kwh[i]),
                                      j_milp_solver=float(r.objective_eur[0]), j_base=float(j_base[i]), j_inflex=float(j_inflex[i]),
                                      capv_ems=float(out_e.cap_violation_kwh[i]),
                                      capv_milp=float(out_m.cap_violation_kwh[0]), mip_gap=r.mip_gap))
@@ -123,6 +126,9 @@ def run(reps: int, seed: int, n_speed: int, floor_eur: float) -> dict:
         r["gap_vs_idle_devices_pct"] = float(gi)
         r["description"] = (f"{'+'.join(n for n, m in zip(names, r['mix']) if m)}, {r['prices']} prices, "
                             f"{'with' if r['caps'] else 'without'} caps")
+    gaps_fast = np.array([100.0 * (r["j_engine_profile"] - r["j_milp"]) / max(abs(r["j_milp"] - r["j_inflex"]), floor_eur)
+                          for r in flexible])
+    capv_fast = sum(1 for r in rows if r["caps"] and r["capv_engine_profile"] > r["capv_milp"] + 1e-6)
     gaps_tot = np.array([100.0 * (r["j_ems"] - r["j_milp"]) / max(abs(r["j_milp"]), floor_eur) for r in flexible])
     capv = sum(1 for r in rows if r["caps"] and r["capv_ems"] > r["capv_milp"] + 1e-6)
     milp_exec_err = max(abs(r["j_milp"] - r["j_milp_solver"]) for r in rows)
@@ -146,6 +152,7 @@ def run(reps: int, seed: int, n_speed: int, floor_eur: float) -> dict:
     # what the phases cost: coordinate descent alone, and with the appliance candidates
     cd_secs = plan_seconds(cfg._replace(exchange_rounds=0, appliance_candidates=0))
     cd_app_secs = plan_seconds(cfg._replace(exchange_rounds=0))
+    fast_secs = plan_seconds(ems.ENGINE_PROFILE)
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 
     by = {}
@@ -176,6 +183,12 @@ def run(reps: int, seed: int, n_speed: int, floor_eur: float) -> dict:
         ems_speed_prosumer_days=int(n),
         ems_plans_per_second_descent_only=float(n / cd_secs),
         ems_plans_per_second_without_exchange=float(n / cd_app_secs),
+        engine_profile=dict(
+            config={k: v for k, v in ems.ENGINE_PROFILE._asdict().items() if k != "penalties"},
+            median_gap_pct=float(np.median(gaps_fast)), worst_gap_pct=float(gaps_fast.max()),
+            p95_gap_pct=float(np.percentile(gaps_fast, 95)), cap_violations=int(capv_fast),
+            plans_per_second=float(n / fast_secs),
+        ),
         milp_seconds_per_plan=float(np.mean(milp_secs)),
         milp_seconds_median=float(np.median(milp_secs)),
         milp_max_reported_mip_gap=float(max(r["mip_gap"] for r in rows)),
@@ -220,6 +233,10 @@ def write_md(res: dict, path: Path) -> None:
         f"{ok(res['ems_plans_per_second'] >= t['ems_plans_per_second'])} |",
         f"| EMS plans / s / core, coordinate descent only | {res['ems_plans_per_second_descent_only']:.0f} | | |",
         f"| EMS plans / s / core, without exchange steps | {res['ems_plans_per_second_without_exchange']:.0f} | | |",
+        f"| engine profile (energy boxes in the environments): median / worst gap | "
+        f"{res['engine_profile']['median_gap_pct']:.3f} % / {res['engine_profile']['worst_gap_pct']:.2f} % | | |",
+        f"| engine profile: cap violations / plans per s per core | {res['engine_profile']['cap_violations']} / "
+        f"{res['engine_profile']['plans_per_second']:.0f} | | |",
         f"| MILP s / plan (build + solve, 1 thread) | {res['milp_seconds_per_plan']:.4f} | | |",
         f"| EMS speed-up vs MILP | {res['speedup_ems_vs_milp']:.0f} x | | |",
         "",

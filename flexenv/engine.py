@@ -490,7 +490,7 @@ class Engine:
         steps, s = self.day_steps, self.signals
         penalties = ems.Penalties(self.scenario.preferences.comfort_penalty_eur_per_kh,
                                   self.scenario.preferences.ev_unmet_penalty_eur_per_kwh)
-        config = ems.EMSConfig(penalties=penalties)
+        config = ems.ENGINE_PROFILE._replace(penalties=penalties)
         for b in rows:  # one vectorised EMS call per batch row (rows have different days)
             d = self.day
             devices = dv.ProsumerDevices(
