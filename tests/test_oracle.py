@@ -42,15 +42,17 @@ def _position_shortfall_eur(scenario, seed, position_kw, aggregate_kw):
     return da_eur + imbalance_cost_eur(aggregate_kw - position_kw, eng.imbalance_short[0], eng.imbalance_long[0], dt).sum()
 
 
-def _assert_replay_matches(scenario, result, representable=True):
-    rep = replay_schedules(scenario, result.schedules, seed=result.seed)
-    if representable:
+def _assert_replay_matches(scenario, result, position_kw=None):
+    rep = replay_schedules(scenario, result.schedules, seed=result.seed, position_kw=position_kw)
+    if position_kw is None:
         assert rep.position_clipped_ptus == 0, "the oracle's position must be representable"
+    # a position the engine cannot represent is settled as imbalance: add exactly that
     extra = _position_shortfall_eur(scenario, result.seed, rep.position_kw, result.schedules.aggregate_kw)
-    assert (rep.position_clipped_ptus == 0) == (abs(extra) < 1e-9)
+    if position_kw is None:
+        assert (rep.position_clipped_ptus == 0) == (abs(extra) < 1e-9)
     lo = result.dual_bound_eur + extra - FLOAT_TOL_EUR
     hi = result.objective_eur + extra + FLOAT_TOL_EUR
-    assert lo <= rep.system_cost_eur <= hi, (rep.system_cost_eur, result.objective_eur, result.dual_bound_eur)
+    assert lo <= rep.system_cost_eur <= hi, (rep.system_cost_eur, result.objective_eur, result.dual_bound_eur, extra)
     assert rep.dso_cap_ptus == 0, "the oracle keeps the grid in limits: the DSO must never cap"
     assert rep.totals["voltage_violations"] == 0 and rep.totals["congested_ptus"] == 0
     assert rep.max_request_cut_kw < 1e-6, "every setpoint of the oracle must be feasible for the devices"
@@ -71,15 +73,22 @@ def test_replay_reproduces_the_oracle_objective_on_teaching10():
 
 
 def test_replay_over_two_days_carries_states_over_midnight():
-    """Battery and building states cross midnight, EV sessions and appliance runs are per day. On
-    this seed the oracle's position is more than 2 kW x P away from the reference plans in 2 PTUs
-    (the engine's position_adjust range): the replay must then cost the oracle's objective plus
-    exactly the engine's settlement of the missed position."""
+    """Battery and building states cross midnight, EV sessions and appliance runs are per day."""
     scenario = scenario_for(TEACHING, time__days=2)
     result = solve(scenario, seed=3)
     assert result.schedules.net_kw.shape == (10, 192)
-    rep = _assert_replay_matches(scenario, result, representable=False)
-    assert rep.position_clipped_ptus > 0 and rep.position_missing_kw > 0
+    _assert_replay_matches(scenario, result)
+
+
+def test_a_position_out_of_the_adjust_range_is_clipped_and_settled_as_imbalance():
+    """position_adjust spans ±2 kW × P = ±20 kW around the reference plans: 100 kW off is clipped."""
+    scenario = scenario_for(TEACHING)
+    result = solve(scenario)
+    position = result.schedules.aggregate_kw.copy()
+    position[30] += 100.0
+    position[70] -= 100.0
+    rep = _assert_replay_matches(scenario, result, position_kw=position)
+    assert rep.position_clipped_ptus == 2 and rep.position_missing_kw > 0
 
 
 def test_oracle_bounds_the_rule_based_gateway_aggregator():
@@ -115,7 +124,7 @@ def test_tree_voltages_equal_the_dense_lindistflow_model():
     ldf = lindistflow(engine.feeder)
     p_bus, q_bus = net.T @ engine.bus_matrix, q.T @ engine.bus_matrix
     dense = ldf.v2_0_pu + p_bus @ ldf.dv2_dp_pu_per_kw.T + q_bus @ ldf.dv2_dq_pu_per_kvar.T  # (H, n_bus)
-    tree = (pc["v2_0"][:, None] + run.x[pc["w"]])[engine.feeder.bus_node].T
+    tree = (pc["v2_0"][:, None] + pc["w_scale"] * run.x[pc["w"]])[engine.feeder.bus_node].T
     np.testing.assert_allclose(tree, dense, atol=1e-9)
 
 

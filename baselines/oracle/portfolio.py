@@ -73,6 +73,7 @@ INITIAL_LOADING_MARGIN = 0.015  # its stated loading error (1.5 points), as a fr
 V_MARGIN_STEP_PU = 0.001  # added on top of a measured AC excess when a margin is widened
 LOADING_MARGIN_STEP = 0.005
 MAX_MARGIN_ROUNDS = 4
+W_SCALE = 1e-3  # p.u.^2 per unit of the squared-voltage variables
 CACHE_FORMAT = 1
 
 
@@ -263,7 +264,8 @@ def build_model(engine: Engine, v_margin_pu=None, loading_margin=None, families=
     if "voltage_max" in families:
         w_hi = np.where(lv_node, (fc.v_max_pu - margin[:, 1]) ** 2 - v2_0, np.inf)
     w_lo[0] = w_hi[0] = 0.0
-    w = m.add_var("dv2", (n_node, H), np.repeat(w_lo[:, None], H, 1), np.repeat(w_hi[:, None], H, 1))
+    # w in units of W_SCALE p.u.^2: keeps the voltage rows' coefficients near 1 (numerics of the LP)
+    w = m.add_var("dv2", (n_node, H), np.repeat(w_lo[:, None], H, 1) / W_SCALE, np.repeat(w_hi[:, None], H, 1) / W_SCALE)
     if np.any(w_lo > w_hi):
         raise OracleInfeasibleError("the voltage band with its safety margin is empty at a node",
                                     ("voltage_min", "voltage_max"))
@@ -280,8 +282,8 @@ def build_model(engine: Engine, v_margin_pu=None, loading_margin=None, families=
             balance.add_term(inj[members[nodes, s]], -member_ok[nodes, s][:, None].astype(float))
         m.add_rows(balance, lb=0.0, ub=0.0)
     drop = LinExpr.of(w[nodes]) - LinExpr.of(w[parent[nodes]], (1.0 / tap2)[:, None])
-    drop = drop + LinExpr.of(fp[nodes], (2.0 * kw_to_pu * f.branch_r_pu[e])[:, None])
-    drop = drop + LinExpr.of(fq[nodes], (2.0 * kw_to_pu * f.branch_x_pu[e])[:, None])
+    drop = drop + LinExpr.of(fp[nodes], (2.0 * kw_to_pu / W_SCALE * f.branch_r_pu[e])[:, None])
+    drop = drop + LinExpr.of(fq[nodes], (2.0 * kw_to_pu / W_SCALE * f.branch_x_pu[e])[:, None])
     m.add_rows(drop, lb=0.0, ub=0.0)
 
     # loading polygon, rows only where the flow could reach the limit
@@ -304,7 +306,7 @@ def build_model(engine: Engine, v_margin_pu=None, loading_margin=None, families=
         raise OracleInfeasibleError("a loading limit with its safety margin is below zero",
                                     ("line_loading", "trafo_loading"))
 
-    pieces = dict(pr=pr, pr_day=pr_day, net=net, q=q, bat=bat, hp=hp, pv=pv, ev=ev, app=app,
+    pieces = dict(w_scale=W_SCALE, pr=pr, pr_day=pr_day, net=net, q=q, bat=bat, hp=hp, pv=pv, ev=ev, app=app,
                   ev_expr=ev_expr, app_expr=app_expr, hp_expr=hp_expr, bat_expr=bat_expr, w=w,
                   v2_0=v2_0, lv_node=lv_node, n_loading_rows=int(use.sum()) * N_FACETS)
     return m, pieces
@@ -336,6 +338,8 @@ class _Run:
 
 
 def _run(lp, mip_rel_gap: float, time_limit_s: float | None, threads: int, relax: bool = False) -> _Run:
+    # HiGHS keeps one thread pool per process; reset it so a different `threads` takes effect
+    highspy.Highs.resetGlobalScheduler(True)
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("mip_rel_gap", float(mip_rel_gap))
@@ -343,11 +347,14 @@ def _run(lp, mip_rel_gap: float, time_limit_s: float | None, threads: int, relax
     h.setOptionValue("random_seed", 0)
     if time_limit_s is not None:
         h.setOptionValue("time_limit", float(time_limit_s))
-    if relax:
+    if relax:  # LP relaxation by the interior-point solver (with crossover): the fastest here
         h.setOptionValue("solve_relaxation", True)
+        h.setOptionValue("solver", "ipm")
     t0 = time.perf_counter()
-    h.passModel(lp)
-    h.run()
+    if h.passModel(lp) == highspy.HighsStatus.kError:
+        raise RuntimeError("HiGHS rejected the oracle model")
+    if h.run() == highspy.HighsStatus.kError:
+        raise RuntimeError(f"HiGHS failed: {h.modelStatusToString(h.getModelStatus())}")
     seconds = time.perf_counter() - t0
     info = h.getInfo()
     status = h.modelStatusToString(h.getModelStatus())
@@ -516,7 +523,8 @@ def solve_engine(engine: Engine, *, mip_rel_gap: float = 1e-4, time_limit_s: flo
 
 
 def solve_relaxation(engine: Engine, *, threads: int = 1, time_limit_s: float | None = None) -> tuple[float, float]:
-    """LP relaxation of the portfolio model with the initial margins: (objective €, solve seconds)."""
+    """LP relaxation of the portfolio model with the initial margins (interior point + crossover):
+    (objective €, solve seconds)."""
     m, _ = build_model(engine)
     run = _run(m.build(), 0.0, time_limit_s, threads, relax=True)
     return run.objective, run.seconds

@@ -52,10 +52,15 @@ def _check_gateway(engine: Engine) -> None:
                          f"got devices={list(m.devices)}, hours={list(m.hours)}, max_overrides_per_day={m.max_overrides_per_day}")
 
 
-def replay_schedules(scenario, schedules, seed: int | None = None) -> ReplayResult:
+def replay_schedules(scenario, schedules, seed: int | None = None, position_kw=None) -> ReplayResult:
     """Run one episode of `scenario` (episode `seed`, default the scenario's) with the oracle's
-    `schedules` (:class:`baselines.oracle.portfolio.Schedules`) as the aggregator's actions."""
+    `schedules` (:class:`baselines.oracle.portfolio.Schedules`) as the aggregator's actions.
+
+    position_kw: (H,) day-ahead position to aim for; default the schedule's aggregate net power."""
     seed = int(scenario.seed if seed is None else seed)
+    target_kw = schedules.aggregate_kw if position_kw is None else np.asarray(position_kw, dtype=float)
+    if target_kw.shape != schedules.aggregate_kw.shape:
+        raise ValueError(f"position_kw: expected shape {schedules.aggregate_kw.shape}, got {target_kw.shape}")
     engine = Engine(scenario, batch_size=1)
     _check_gateway(engine)
     obs = engine.reset([seed])
@@ -74,7 +79,7 @@ def replay_schedules(scenario, schedules, seed: int | None = None) -> ReplayResu
             probe = copy.deepcopy(engine)
             probe.step({"aggregator": action, "dso": dso(obs["dso"])})
             plan_kw = probe.plan_net_kw[0].sum(axis=0)
-            adjust = (schedules.aggregate_kw[steps] - plan_kw) / scale
+            adjust = (target_kw[steps] - plan_kw) / scale
             outside = np.abs(adjust) > 1.0
             clipped += int(outside.sum())
             missing = max(missing, float((np.abs(adjust) - 1.0).clip(min=0.0).max() * scale))
