@@ -239,6 +239,8 @@ def build_model(engine: Engine, v_margin_pu=None, loading_margin=None, families=
     m.add_rows(LinExpr.of(q) - reactive, lb=0.0, ub=0.0)
     # day-ahead energy of the aggregate position (= actual net: no imbalance under perfect foresight)
     m.add_cost(LinExpr.of(net, dt * engine.day_ahead[0][None, :]))
+    # an EV session with a zero charging rate: the engine reports its whole need unmet (a constant)
+    m.add_cost(LinExpr((1,), const=penalties.ev_unmet_eur_per_kwh * _stranded_ev_kwh(engine).sum()))
 
     # ---- grid: LinDistFlow on the feeder tree
     f = engine.feeder
@@ -306,16 +308,23 @@ def build_model(engine: Engine, v_margin_pu=None, loading_margin=None, families=
         raise OracleInfeasibleError("a loading limit with its safety margin is below zero",
                                     ("line_loading", "trafo_loading"))
 
-    pieces = dict(w_scale=W_SCALE, pr=pr, pr_day=pr_day, net=net, q=q, bat=bat, hp=hp, pv=pv, ev=ev, app=app,
-                  ev_expr=ev_expr, app_expr=app_expr, hp_expr=hp_expr, bat_expr=bat_expr, w=w,
-                  v2_0=v2_0, lv_node=lv_node, n_loading_rows=int(use.sum()) * N_FACETS)
+    pieces = {"w_scale": W_SCALE, "pr": pr, "pr_day": pr_day, "net": net, "q": q, "bat": bat, "hp": hp, "pv": pv,
+              "ev": ev, "app": app, "ev_expr": ev_expr, "app_expr": app_expr, "hp_expr": hp_expr, "bat_expr": bat_expr,
+              "w": w, "v2_0": v2_0, "lv_node": lv_node, "n_loading_rows": int(use.sum()) * N_FACETS}
     return m, pieces
+
+
+def _stranded_ev_kwh(engine: Engine) -> np.ndarray:
+    """(P, D) energy of EV sessions that cannot charge at all (rate 0): unmet in the engine."""
+    ev = engine.ev
+    session = (engine.ev_departure[0] > engine.ev_arrival[0]) & (ev.capacity_kwh > 0)[:, None]
+    return np.where(session & (ev.p_max_kw <= 0)[:, None], engine.ev_energy_kwh[0], 0.0)
 
 
 def _reach_kw(engine: Engine, pr, pr_day, tan_phi):
     """(n_bus, H) largest |P| and |Q| each bus's prosumers could inject in each PTU: where the
     subtree of a branch cannot reach its limit, the polygon rows are left out."""
-    P, D, T = engine.P, engine.n_days, engine.ppd
+    P, D = engine.P, engine.n_days
     app_max = pr_day.app_prof.max(axis=1).reshape(P, D).max(axis=1)
     ev_max = pr_day.ev_pmax.reshape(P, D).max(axis=1)
     up = pr.base_kw + (pr.bat_pc + ev_max + pr.hp_pmax + app_max)[:, None]
@@ -403,7 +412,7 @@ def _schedules(engine: Engine, x: np.ndarray, pc) -> Schedules:
         pv_used_kw=x[pc["pv"]["used"]], appliance_kw=val(pc["app_expr"]), net_kw=x[pc["net"]],
         q_kvar=x[pc["q"]], appliance_start_ptu=np.where(started, y.argmax(axis=2), -1),
         battery_energy_kwh=x[pc["bat"]["e"]], indoor_temp_degc=x[pc["hp"]["temp"]],
-        ev_unmet_kwh=np.where(pc["pr_day"].ev_pmax.reshape(P, D) > 0, unmet, 0.0),
+        ev_unmet_kwh=np.where(pc["pr_day"].ev_pmax.reshape(P, D) > 0, unmet, 0.0) + _stranded_ev_kwh(engine),
         comfort_violation_kh=comfort,
     )
 
@@ -452,14 +461,21 @@ def solve(scenario, seed: int | None = None, *, mip_rel_gap: float = 1e-4, time_
           threads: int = 1, cache: bool = True, ac_check: bool = True) -> OracleResult:
     """Perfect-foresight portfolio optimum of one episode (see the module docstring).
 
-    scenario: a validated :class:`flexenv.scenario.Scenario`; seed: episode seed (default: the
+    scenario: a validated :class:`flexenv.scenario.Scenario`, a registered environment id or a preset
+    name; seed: episode seed (default: the
     scenario's seed); mip_rel_gap, time_limit_s, threads: HiGHS options (a time limit returns the best
     schedule found with its gap, status "Time limit reached"); cache: read/write the disk cache;
     ac_check: verify the schedule with the AC power flow and widen the margins where needed.
     Raises :class:`OracleInfeasibleError` when no schedule satisfies the hard limits.
     """
+    if isinstance(scenario, str):  # a registered environment id or a preset name
+        from flexenv.envs.registry import env_ids, scenario_for
+        from flexenv.scenario import load
+
+        scenario = scenario_for(scenario) if scenario in env_ids() else load(scenario)
     seed = int(scenario.seed if seed is None else seed)
-    options = dict(mip_rel_gap=float(mip_rel_gap), time_limit_s=time_limit_s, threads=int(threads), ac_check=bool(ac_check))
+    options = {"mip_rel_gap": float(mip_rel_gap), "time_limit_s": time_limit_s, "threads": int(threads),
+               "ac_check": bool(ac_check)}
     path = cache_dir() / f"{cache_key(scenario, seed, options)}.pkl"
     if cache and path.exists():
         with open(path, "rb") as fh:
