@@ -118,8 +118,11 @@ class Engine:
         rng = _placement_rng(self.scenario.seed)
         order = rng.permutation(load_buses)
         self.prosumer_bus = np.sort(np.resize(order, P)) if P > len(order) else np.sort(order[:P])
-        self.bus_matrix = np.zeros((P, feeder.n_bus))
+        self.bus_matrix = np.zeros((P, feeder.n_bus))  # (P, n_bus) incidence, for linear models (oracle)
         self.bus_matrix[np.arange(P), self.prosumer_bus] = 1.0
+        # in a step, prosumer → bus sums by segments of the sorted bus list (no matrix product: BLAS
+        # threads on small products cost more than the sum itself)
+        self.bus_with_prosumers, self.bus_segment_start = np.unique(self.prosumer_bus, return_index=True)
         distance = self._electrical_distance()[self.prosumer_bus]
         n_zones = min(self.scenario.links.dso.n_zones, P)
         ranks = np.argsort(np.argsort(distance, kind="stable"), kind="stable")
@@ -133,6 +136,12 @@ class Engine:
         trafo = int(np.flatnonzero(feeder.branch_kind == 1)[0])
         lv_side = feeder.branch_to_bus[trafo]
         self.trafo_rating_kva = math.sqrt(3) * feeder.bus_vn_kv[lv_side] * feeder.branch_i_rated_to_ka[trafo] * 1000.0
+
+    def to_buses(self, per_prosumer: np.ndarray) -> np.ndarray:
+        """(B, P) per prosumer → (B, n_bus) summed per bus."""
+        out = np.zeros((per_prosumer.shape[0], self.feeder.n_bus))
+        out[:, self.bus_with_prosumers] = np.add.reduceat(per_prosumer, self.bus_segment_start, axis=1)
+        return out
 
     def _electrical_distance(self) -> np.ndarray:
         """(n_bus,) |z| (p.u.) of the path from the slack to each bus: where losses and voltage drop grow."""
@@ -351,6 +360,7 @@ class Engine:
         comm = {link: [np.zeros(self.B), np.zeros(self.B)] for link in COMM_LINKS}
         ledger = Ledger(self.B, self.P)
         discomfort = np.zeros((self.B, self.P))
+        self._step_discomfort_eur = np.zeros(self.B)
         kpis: dict[str, np.ndarray] = {}
         if step.phase == "dso_plan":
             self._dso_plan(actions["dso"], comm)
@@ -364,7 +374,9 @@ class Engine:
             self._start_day(self.current.day)
         rewards = {"prosumer": ledger.prosumer - discomfort, "aggregator": ledger.aggregator.copy(), "dso": ledger.dso.copy()}
         info = {"phase": step.phase, "day": step.day, "index": step.index, "ledger": ledger,
-                "comm": {k: (v[0], v[1]) for k, v in comm.items()}, "kpis": kpis}
+                "comm": {k: (v[0], v[1]) for k, v in comm.items()}, "kpis": kpis,
+                # this step's share of the system cost (see system_cost_eur)
+                "system_cost_eur": ledger.market + self._step_discomfort_eur}
         return self.observe(), rewards, info
 
     def _check_actions(self, actions: dict) -> dict:
@@ -484,33 +496,48 @@ class Engine:
                 self.appliance_profile_kw)
 
     def _plan_energy_boxes(self, rows: np.ndarray) -> None:
-        """Every energy box of the given batch rows plans its day against its signals (the EMS)."""
+        """Every energy box of the given batch rows plans its day against its signals (the EMS).
+
+        One EMS call for all of them: rows × prosumers are flattened into one prosumer axis (each
+        with its own day's data), so the EMS runs in parallel over all of them."""
         from flexenv.policies import ems
 
-        steps, s = self.day_steps, self.signals
+        if rows.size == 0:
+            return
+        steps, s, d = self.day_steps, self.signals, self.day
+        n_rows, P, T = rows.size, self.P, self.ppd
         penalties = ems.Penalties(self.scenario.preferences.comfort_penalty_eur_per_kh,
                                   self.scenario.preferences.ev_unmet_penalty_eur_per_kwh)
         config = ems.ENGINE_PROFILE._replace(penalties=penalties)
-        for b in rows:  # one vectorised EMS call per batch row (rows have different days)
-            d = self.day
-            devices = dv.ProsumerDevices(
-                dv.PVParams(self.fleet.pv_kwp), self.battery, self.ev,
-                dv.EVSessions(self.ev_arrival[b, :, d], self.ev_departure[b, :, d], self.ev_energy_kwh[b, :, d]),
-                self.heat_pump,
-                dv.ApplianceParams(self.appliance_profile_kw, self.app_earliest[b, :, d], self.app_latest[b, :, d]),
-            )
-            problem = ems.ProsumerProblem(
-                self.dt_h, self.load_forecast_kw[b, :, steps], self.pv_forecast_kw[b, :, steps], self.t_out_degc[b, steps],
-                self.cop[b, :, steps], s.import_price[b], s.export_price[b], s.import_cap_kw[b], s.export_cap_kw[b],
-                devices, self.battery_kwh[b], self.ev_need_kwh[b], self.indoor_temp_degc[b], self.app_start[b], 0,
-            )
-            plan = ems.plan(problem, config)
-            self.plan_net_kw[b] = plan.net_kw
-            self.plan_requests[b, :, :, BATTERY] = plan.battery_kw
-            self.plan_requests[b, :, :, EV] = plan.ev_kw
-            self.plan_requests[b, :, :, HEAT_PUMP] = plan.heat_pump_kw
-            self.plan_requests[b, :, :, PV] = plan.pv_used_kw
-            self.plan_start[b] = plan.appliance_start_ptu
+
+        def flat(x):  # (B, P, ...) of the planned rows → (rows × P, ...)
+            return np.ascontiguousarray(x[rows].reshape((n_rows * P,) + x.shape[2:]))
+
+        def tile(params):  # (P,) parameters → (rows × P,)
+            return type(params)(*(np.tile(np.asarray(v), (n_rows,) + (1,) * (np.ndim(v) - 1)) for v in params))
+
+        devices = dv.ProsumerDevices(
+            tile(dv.PVParams(self.fleet.pv_kwp)), tile(self.battery), tile(self.ev),
+            dv.EVSessions(flat(self.ev_arrival[:, :, d]), flat(self.ev_departure[:, :, d]), flat(self.ev_energy_kwh[:, :, d])),
+            tile(self.heat_pump),
+            dv.ApplianceParams(np.tile(self.appliance_profile_kw, (n_rows, 1)), flat(self.app_earliest[:, :, d]),
+                               flat(self.app_latest[:, :, d])),
+        )
+        t_out = np.repeat(self.t_out_degc[rows][:, steps], P, axis=0)
+        problem = ems.ProsumerProblem(
+            self.dt_h, flat(self.load_forecast_kw[:, :, steps]), flat(self.pv_forecast_kw[:, :, steps]), t_out,
+            flat(self.cop[:, :, steps]), flat(s.import_price), flat(s.export_price), flat(s.import_cap_kw),
+            flat(s.export_cap_kw), devices, flat(self.battery_kwh), flat(self.ev_need_kwh), flat(self.indoor_temp_degc),
+            flat(self.app_start), 0,
+        )
+        plan = ems.plan(problem, config)
+        shape = (n_rows, P, T)
+        self.plan_net_kw[rows] = plan.net_kw.reshape(shape)
+        self.plan_requests[rows, :, :, BATTERY] = plan.battery_kw.reshape(shape)
+        self.plan_requests[rows, :, :, EV] = plan.ev_kw.reshape(shape)
+        self.plan_requests[rows, :, :, HEAT_PUMP] = plan.heat_pump_kw.reshape(shape)
+        self.plan_requests[rows, :, :, PV] = plan.pv_used_kw.reshape(shape)
+        self.plan_start[rows] = plan.appliance_start_ptu.reshape(n_rows, P)
 
     def plan_actions(self, t: int | None = None) -> np.ndarray:
         """(B, P, 5) the energy boxes' plan for day PTU `t` (default: the current one), as normalised actions."""
@@ -591,7 +618,7 @@ class Engine:
         # ---- grid
         tan_phi = np.tan(np.arccos(self.fleet.power_factor))
         q_kvar = tan_phi * (self.load_kw[:, :, g] + power[:, :, HEAT_PUMP] + power[:, :, APPLIANCE])
-        result = powerflow.solve(self.feeder, net @ self.bus_matrix, q_kvar @ self.bus_matrix, v_init=self.v_pu, warn=False)
+        result = powerflow.solve(self.feeder, self.to_buses(net), self.to_buses(q_kvar), v_init=self.v_pu, warn=False)
         ok = result.converged
         self.v_pu = np.where(ok[:, None], result.v_pu, 1.0 + 0j) if not ok.all() else result.v_pu
         fcfg = self.scenario.feeder
@@ -654,6 +681,7 @@ class Engine:
         prefs = self.scenario.preferences
         discomfort = prefs.comfort_penalty_eur_per_kh * comfort + prefs.ev_unmet_penalty_eur_per_kwh * unmet
         self.totals["discomfort_eur"] += discomfort.sum(axis=1)
+        self._step_discomfort_eur = discomfort.sum(axis=1)
         if kind == "gateway":  # the contract's violation fee replaces it in the reward
             discomfort = np.zeros((B, P))
         kpis = {

@@ -173,3 +173,15 @@ def test_episode_summary_at_the_end():
         assert key in summary
     money = summary["aggregator_money_eur"] + summary["dso_money_eur"] + summary["market_money_eur"] + summary["prosumer_money_eur"]
     assert abs(money) < 1e-6
+
+
+def test_system_reward_sums_to_the_episode_system_cost():
+    view = single_agent("PriceDriven-Tariff-Teaching10-v0", "aggregator_1", reward="system")
+    obs, _ = view.reset(seed=3)
+    total, done = 0.0, False
+    while not done:
+        obs, reward, done, truncated, info = view.step(np.zeros(view.action_space.shape, dtype=np.float32))
+        total += reward
+    assert total == pytest.approx(-view.env.engine.system_cost_eur()[0])
+    with pytest.raises(ValueError, match="reward"):
+        single_agent("PriceDriven-Tariff-Teaching10-v0", reward="happiness")

@@ -130,6 +130,7 @@ class FlexEnv(ParallelEnv):
         common = {
             "phase": info["phase"], "day": info["day"], "index": info["index"],
             "clipped_actions": int(e._clipped[0]), "flows_eur": {k: float(v[0]) for k, v in info["ledger"].flows.items()},
+            "system_cost_eur": float(info["system_cost_eur"][0]),
             "messages": {k: float(v[0][0]) for k, v in info["comm"].items()},
             "bytes": {k: float(v[1][0]) for k, v in info["comm"].items()},
         }

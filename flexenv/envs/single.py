@@ -11,13 +11,19 @@ from flexenv.envs.parallel import FlexEnv
 class SingleAgentEnv(gymnasium.Env):
     """`env.agent_id` acts through a flat Box; the others use `FlexEnv.builtin_actions`.
 
-    Spaces are the agent's own (see `FlexEnv.describe_action` / `describe_observation`); the reward is
-    the agent's money this step; `info` is the agent's info from the parallel env.
+    Spaces are the agent's own (see `FlexEnv.describe_action` / `describe_observation`); `info` is the
+    agent's info from the parallel env. The reward is, by `reward`:
+    - "money" (default): the agent's own money this step (€);
+    - "system": minus this step's system cost (€), for a benevolent agent that serves the whole
+      coalition (the quantity the leaderboard scores).
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"]}
 
-    def __init__(self, env: FlexEnv, agent_id: str):
+    def __init__(self, env: FlexEnv, agent_id: str, reward: str = "money"):
+        if reward not in ("money", "system"):
+            raise ValueError(f"reward {reward!r}: choose 'money' or 'system'")
+        self.reward_kind = reward
         if agent_id not in env.possible_agents:
             raise ValueError(f"agent {agent_id!r} is not in this environment; agents: {env.possible_agents[:5]}...")
         self.env = env
@@ -39,7 +45,8 @@ class SingleAgentEnv(gymnasium.Env):
         actions[self.agent_id] = np.asarray(action, dtype=np.float32)
         self._obs, rewards, terminations, truncations, infos = self.env.step(actions)
         a = self.agent_id
-        return self._obs[a], rewards[a], terminations[a], truncations[a], infos[a]
+        reward = rewards[a] if self.reward_kind == "money" else -infos[a]["system_cost_eur"]
+        return self._obs[a], reward, terminations[a], truncations[a], infos[a]
 
     def render(self):
         return self.env.render()
@@ -48,13 +55,14 @@ class SingleAgentEnv(gymnasium.Env):
         self.env.close()
 
 
-def single_agent(env: FlexEnv | str, agent_id: str = "aggregator_1", **kwargs) -> SingleAgentEnv:
+def single_agent(env: FlexEnv | str, agent_id: str = "aggregator_1", reward: str = "money", **kwargs) -> SingleAgentEnv:
     """A Gymnasium env in which `agent_id` acts and all others use built-in policies.
 
-    `env` is a `FlexEnv` or a registered id (then `kwargs` go to `flexenv.make`).
+    `env` is a `FlexEnv` or a registered id (then `kwargs` go to `flexenv.make`); `reward` is "money"
+    or "system" (see `SingleAgentEnv`).
     """
     if isinstance(env, str):
         from flexenv.envs.registry import make
 
         env = make(env, **kwargs)
-    return SingleAgentEnv(env, agent_id)
+    return SingleAgentEnv(env, agent_id, reward=reward)

@@ -67,7 +67,8 @@ class ProsumerProblem(NamedTuple):
     """One planning problem for P prosumers over the H PTUs starting at day PTU ``t0``.
 
     dt_h: PTU length (h). load_kw, pv_avail_kw: (P, H) inflexible load and available PV power (kW).
-    t_out_degc: (H,) outdoor temperature. cop: (P, H) heat-pump COP. import_price_eur_per_kwh,
+    t_out_degc: (H,) outdoor temperature, or (P, H) one per prosumer (planning only; `execute` takes (H,)).
+    cop: (P, H) heat-pump COP. import_price_eur_per_kwh,
     export_price_eur_per_kwh: (P, H). import_cap_kw, export_cap_kw: (P, H), ``inf`` = no cap (the export
     cap bounds ``-n``). devices: :class:`flexenv.physics.devices.ProsumerDevices` (day PTU indices).
     battery_energy_kwh, ev_need_kwh, indoor_temp_degc: (P,) current states; appliance_start_ptu: (P,)
@@ -141,7 +142,10 @@ def prepare(pb: ProsumerProblem, pen: Penalties = Penalties()) -> Prepared:
     f2 = lambda x, n: dv._as_float(x, n, shape=(P, H))  # noqa: E731
     pv = f2(pb.pv_avail_kw, "pv_avail_kw")
     dv._nonneg(pv, "pv_avail_kw")
-    tout = dv._as_float(pb.t_out_degc, "t_out_degc", shape=(H,))
+    # outdoor temperature: one curve for all (H,), or one per prosumer (P, H) when the prosumers of
+    # one call live in different environments (the engine plans all batch rows at once)
+    tout = np.asarray(pb.t_out_degc, dtype=np.float64)
+    tout = np.broadcast_to(dv._as_float(tout, "t_out_degc", shape=(H,) if tout.ndim == 1 else (P, H)), (P, H))
     cop = f2(pb.cop, "cop")
     if np.any(cop < 1.0 - 1e-12):
         raise ValueError("cop: must be >= 1")
@@ -214,7 +218,7 @@ def prepare(pb: ProsumerProblem, pen: Penalties = Penalties()) -> Prepared:
         (1.0 - bat.self_discharge_per_h) ** dt, e0,
         ev.capacity_kwh, np.where(has_ev, ev.p_max_kw, 0.0), ev.eta_charge, ev.v2g, lo.astype(np.int64),
         hi.astype(np.int64), need0,
-        hp.p_max_kw, a, (1.0 - a)[:, None] * tout[None, :], (1.0 - a)[:, None] * hp.r_k_per_kw[:, None] * cop,
+        hp.p_max_kw, a, (1.0 - a)[:, None] * tout, (1.0 - a)[:, None] * hp.r_k_per_kw[:, None] * cop,
         hp.t_min_degc, hp.t_max_degc, T0,
         prof, app_has, np.where(app_has, a_lo, 0).astype(np.int64), np.where(app_has, a_hi, 0).astype(np.int64),
         float(pen.comfort_eur_per_kh), float(pen.ev_unmet_eur_per_kwh), float(pen.cap_violation_eur_per_kwh),
