@@ -294,6 +294,8 @@ class Engine:
         self.last_trafo_loading = np.zeros(B)
         self.traffic_light = np.zeros(B, dtype=np.int64)
         self.converged_round = np.full(B, -1)
+        self._plan_version = 0
+        self._allocate_observations()
         self._start_day(0)
         self.totals = self._empty_totals()
         return self.observe()
@@ -319,6 +321,7 @@ class Engine:
         # the DSO's D-prognosis: what the day would look like if nobody reacted to any signal
         prognosis, _, _ = self._simulate_nocontrol()
         self.prognosis_zone_kw = np.einsum("bpt,pz->bzt", prognosis, self.zone_matrix)
+        self._plan_version += 1
 
     def _empty_totals(self) -> dict[str, np.ndarray]:
         B, P = self.B, self.P
@@ -408,6 +411,7 @@ class Engine:
 
     def _dso_plan(self, action: np.ndarray, comm) -> None:
         self.dso_tariff_zone = self.dso_link.decode_tariff(self.action_layout["dso"], action)
+        self._plan_version += 1
         comm["aggregator-dso"][0] += 1
         comm["aggregator-dso"][1] += HEADER_BYTES + VALUE_BYTES * self.n_zones * self.ppd
 
@@ -435,6 +439,7 @@ class Engine:
         position = self.plan_net_kw.sum(axis=1) + adjust * scale
         self.position_kw[active] = position[active]
         self.day_ahead_cap = self.signals.import_cap_kw.copy()
+        self._plan_version += 1
         # communication: a signal to every prosumer; iterative: every plan back; the day-ahead bid
         n_values = 0 if self.nocontrol else {"gateway": 0, "max_power": 2, "price_driven": 1, "iterative": 1}[self.prosumer_link.kind]
         n_active = active.astype(float)
@@ -731,88 +736,117 @@ class Engine:
 
     # ------------------------------------------------------------------------------ observation
     def observe(self) -> dict[str, np.ndarray]:
-        """Observations for the next step: {"prosumer": (B, P, O), "aggregator": (B, O), "dso": (B, O)} float32."""
+        """Observations for the next step: {"prosumer": (B, P, O), "aggregator": (B, O), "dso": (B, O)} float32.
+
+        Fields that change only at planning (day-ahead curves, plans, tariffs) are rewritten only
+        when they change; the rest every step."""
         B, P, T = self.B, self.P, self.ppd
+        if self._obs_version != self._plan_version:
+            self._write_day_fields()
+            self._obs_version = self._plan_version
+        buf = self._obs_buf
         step = self.schedule[min(self.k, self.n_steps - 1)]
         t = step.index if step.phase == "operate" else 0
         g = self.day * T + t
-        weekday = self.grid.weekday[self.day]
+        d = self.day
+        weekday = self.grid.weekday[d]
         time = np.array([np.sin(2 * np.pi * t / T), np.cos(2 * np.pi * t / T), np.sin(2 * np.pi * weekday / 7),
-                         np.cos(2 * np.pi * weekday / 7), t / T, self.day / self.n_days])
+                         np.cos(2 * np.pi * weekday / 7), t / T, d / self.n_days])
         phase = np.zeros(len(PHASES))
         phase[PHASES.index(step.phase)] = 1.0
         rounds = step.index / max(1, self.prosumer_link.planning_rounds) if step.phase == "agg_plan" else 0.0
-        out = {}
         for role, layout in self.obs_layout.items():
-            shape = (B, P, layout.size) if role == "prosumer" else (B, layout.size)
-            vec = np.zeros(shape)
-            layout.write(vec, "time", np.broadcast_to(time, shape[:-1] + (6,)))
-            layout.write(vec, "phase", np.broadcast_to(phase, shape[:-1] + (3,)))
-            layout.write(vec, "round", np.full(shape[:-1] + (1,), rounds))
-            out[role] = vec
-        steps = self.day_steps
+            vec = buf[role]
+            vec[..., layout.fields["time"].start : layout.fields["time"].stop] = time
+            vec[..., layout.fields["phase"].start : layout.fields["phase"].stop] = phase
+            vec[..., layout.fields["round"].start] = rounds
         scale = POSITION_SCALE_KW_PER_PROSUMER * P
         light = np.eye(4)[self.traffic_light]
+        operating = self.signals is not None and step.phase == "operate"
+        plan = self.plan_actions(t) if operating else None
 
         # prosumers
-        lay, vec = self.obs_layout["prosumer"], out["prosumer"]
-        H = OBS_HORIZON_PTU
-        ahead = np.minimum(t + np.arange(H), T - 1)
+        lay, vec = self.obs_layout["prosumer"], buf["prosumer"]
+        ahead = np.minimum(t + np.arange(OBS_HORIZON_PTU), T - 1)
         if self.signals is not None:
             lay.write(vec, "import_price", self.signals.import_price[:, :, ahead])
             lay.write(vec, "export_price", self.signals.export_price[:, :, ahead])
-            lay.write(vec, "import_cap", np.minimum(self.day_ahead_cap[:, :, ahead], 50.0) / 50.0)
-        lay.write(vec, "load_forecast", self.load_forecast_kw[:, :, steps][:, :, ahead] / 10.0)
-        lay.write(vec, "pv_forecast", self.pv_forecast_kw[:, :, steps][:, :, ahead] / 10.0)
-        fl = self.fleet
-        d = self.day
+            lay.write(vec, "import_cap", self._day_cap_obs[:, :, ahead])
+        lay.write(vec, "load_forecast", self._day_load_obs[:, :, ahead])
+        lay.write(vec, "pv_forecast", self._day_pv_obs[:, :, ahead])
         present_ev = (self.ev_arrival[:, :, d] <= t) & (t < self.ev_departure[:, :, d])
-        band = np.maximum(self.heat_pump.t_max_degc - self.heat_pump.t_min_degc, 1e-9)
         pending = (self.app_start < 0) & (self.app_earliest[:, :, d] < T)
-        ones = np.ones((B, P))
-        devices = np.stack([
-            fl.has_pv * ones, fl.pv_kwp / 10 * ones, fl.has_battery * ones,
-            np.divide(self.battery_kwh, self.battery.capacity_kwh, out=np.zeros((B, P)), where=self.battery.capacity_kwh > 0),
-            self.battery.capacity_kwh / 20 * ones, fl.has_ev * ones, present_ev.astype(float),
-            np.divide(self.ev_need_kwh, self.ev.capacity_kwh, out=np.zeros((B, P)), where=self.ev.capacity_kwh > 0) * present_ev,
-            np.where(present_ev, (self.ev_departure[:, :, d] - t) * self.dt_h / 24.0, 0.0),
-            fl.has_heat_pump * ones, (self.indoor_temp_degc - self.heat_pump.t_min_degc) / band,
-            np.broadcast_to(self.t_out_degc[:, g, None] / 20.0, (B, P)), fl.has_appliance * ones, pending.astype(float),
-            np.where(pending, np.maximum(self.app_latest[:, :, d] - t, 0) * self.dt_h / 24.0, 0.0),
-        ], axis=-1)
+        devices = lay.view(vec, "devices")  # static columns were written at reset
+        devices[..., 3] = self.battery_kwh * self._inv_battery_kwh
+        devices[..., 6] = present_ev
+        devices[..., 7] = self.ev_need_kwh * self._inv_ev_kwh * present_ev
+        devices[..., 8] = np.where(present_ev, (self.ev_departure[:, :, d] - t) * self.dt_h / 24.0, 0.0)
+        devices[..., 10] = (self.indoor_temp_degc - self.heat_pump.t_min_degc) * self._inv_band_k
+        devices[..., 11] = self.t_out_degc[:, g, None] / 20.0
+        devices[..., 13] = pending
+        devices[..., 14] = np.where(pending, np.maximum(self.app_latest[:, :, d] - t, 0) * self.dt_h / 24.0, 0.0)
         lay.write(vec, "devices", devices)
-        if self.signals is not None and step.phase == "operate":
-            lay.write(vec, "plan", self.plan_actions(t))
+        lay.write(vec, "plan", plan if operating else 0.0)
         lay.write(vec, "last_net", self.last_net_kw[:, :, None] / 10.0)
 
         # aggregator
-        lay, vec = self.obs_layout["aggregator"], out["aggregator"]
+        lay, vec = self.obs_layout["aggregator"], buf["aggregator"]
+        g_last = max(g - 1, 0)
+        lay.write(vec, "last", np.stack([self.last_net_kw.sum(axis=1) / scale, self.imbalance_short[:, g_last],
+                                         self.imbalance_long[:, g_last]], axis=-1))
+        lay.write(vec, "traffic_light", light)
+        if "plan" in lay:
+            lay.write(vec, "plan", plan if operating else 0.0)
+            lay.write(vec, "states", devices[:, :, [3, 7, 10, 13]])
+
+        # DSO
+        lay, vec = self.obs_layout["dso"], buf["dso"]
+        rating = self.trafo_rating_kva
+        lay.write(vec, "voltage", (self.last_vm_pu[:, self.lv_bus] - 1.0) * 10.0)
+        lay.write(vec, "line_loading", self.last_line_loading / 100.0)
+        lay.write(vec, "trafo_loading", self.last_trafo_loading[:, None] / 100.0)
+        lay.write(vec, "traffic_light", light)
+        lay.write(vec, "zone_net", self.zone_sums(self.last_net_kw) / rating)
+        return {role: np.clip(v, -OBS_BOUND, OBS_BOUND).astype(np.float32) for role, v in buf.items()}
+
+    def _allocate_observations(self) -> None:
+        """Observation buffers of the episode, with the fields that never change written once."""
+        B, P = self.B, self.P
+        self._obs_buf = {role: np.zeros((B, P, lay.size) if role == "prosumer" else (B, lay.size))
+                         for role, lay in self.obs_layout.items()}
+        fl = self.fleet
+        devices = np.zeros((B, P, 15))
+        static = {0: fl.has_pv, 1: fl.pv_kwp / 10, 2: fl.has_battery, 4: self.battery.capacity_kwh / 20, 5: fl.has_ev,
+                  9: fl.has_heat_pump, 12: fl.has_appliance}
+        for column, values in static.items():
+            devices[..., column] = values
+        self.obs_layout["prosumer"].write(self._obs_buf["prosumer"], "devices", devices)
+        self._inv_battery_kwh = np.divide(1.0, self.battery.capacity_kwh, out=np.zeros(P), where=self.battery.capacity_kwh > 0)
+        self._inv_ev_kwh = np.divide(1.0, self.ev.capacity_kwh, out=np.zeros(P), where=self.ev.capacity_kwh > 0)
+        self._inv_band_k = 1.0 / np.maximum(self.heat_pump.t_max_degc - self.heat_pump.t_min_degc, 1e-9)
+        self._obs_version = -1
+
+    def _write_day_fields(self) -> None:
+        """Fields that change only when a day starts or a planning step happens."""
+        steps, buf = self.day_steps, self._obs_buf
+        scale = POSITION_SCALE_KW_PER_PROSUMER * self.P
+        self._day_load_obs = self.load_forecast_kw[:, :, steps] / 10.0
+        self._day_pv_obs = self.pv_forecast_kw[:, :, steps] / 10.0
+        self._day_cap_obs = np.minimum(self.day_ahead_cap, 50.0) / 50.0
+        lay, vec = self.obs_layout["aggregator"], buf["aggregator"]
         lay.write(vec, "day_ahead", self.day_ahead[:, steps])
         lay.write(vec, "load_forecast", self.load_forecast_kw[:, :, steps].sum(axis=1) / scale)
         lay.write(vec, "pv_forecast", self.pv_forecast_kw[:, :, steps].sum(axis=1) / scale)
         lay.write(vec, "dso_tariff", self.dso_tariff_zone)
         lay.write(vec, "declared_plan", self.plan_net_kw.sum(axis=1) / scale)
         lay.write(vec, "position", self.position_kw / scale)
-        g_last = max(g - 1, 0)
-        lay.write(vec, "last", np.stack([self.last_net_kw.sum(axis=1) / scale, self.imbalance_short[:, g_last],
-                                         self.imbalance_long[:, g_last]], axis=-1))
-        lay.write(vec, "traffic_light", light)
         if "signal" in lay:
             lay.write(vec, "signal", self.signal_action)
-        if "plan" in lay:
-            if self.signals is not None and step.phase == "operate":
-                lay.write(vec, "plan", self.plan_actions(t))
-            states = devices[:, :, [3, 7, 10, 13]]
-            lay.write(vec, "states", states)
+        lay, vec = self.obs_layout["dso"], buf["dso"]
+        lay.write(vec, "prognosis", self.prognosis_zone_kw / self.trafo_rating_kva)
+        lay.write(vec, "declared_plan", self.zone_sums(self.plan_net_kw.transpose(0, 2, 1)).transpose(0, 2, 1)
+                  / self.trafo_rating_kva)
 
-        # DSO
-        lay, vec = self.obs_layout["dso"], out["dso"]
-        rating = self.trafo_rating_kva
-        lay.write(vec, "prognosis", self.prognosis_zone_kw / rating)
-        lay.write(vec, "declared_plan", np.einsum("bpt,pz->bzt", self.plan_net_kw, self.zone_matrix) / rating)
-        lay.write(vec, "voltage", (self.last_vm_pu[:, self.lv_bus] - 1.0) * 10.0)
-        lay.write(vec, "line_loading", self.last_line_loading / 100.0)
-        lay.write(vec, "trafo_loading", self.last_trafo_loading[:, None] / 100.0)
-        lay.write(vec, "traffic_light", light)
-        lay.write(vec, "zone_net", (self.last_net_kw @ self.zone_matrix) / rating)
-        return {role: np.clip(v, -OBS_BOUND, OBS_BOUND).astype(np.float32) for role, v in out.items()}
+    def zone_sums(self, per_prosumer: np.ndarray) -> np.ndarray:
+        """(..., P) per prosumer → (..., Z) summed per zone."""
+        return per_prosumer @ self.zone_matrix

@@ -44,8 +44,10 @@ class Layout:
         return vector[..., f.start : f.stop].reshape(vector.shape[:-1] + f.shape)
 
     def write(self, vector: np.ndarray, name: str, value) -> None:
+        """Set field `name` of `vector` (..., size); `value` broadcasts to (..., *field.shape)."""
         f = self.fields[name]
-        vector[..., f.start : f.stop] = np.asarray(value).reshape(vector.shape[:-1] + (f.size,))
+        value = np.broadcast_to(value, vector.shape[:-1] + f.shape)
+        vector[..., f.start : f.stop] = value.reshape(vector.shape[:-1] + (f.size,))
 
     def describe(self) -> str:
         return "\n".join(f"{f.name} {f.shape} [{f.start}:{f.stop}]: {f.doc}" for f in self.fields.values())

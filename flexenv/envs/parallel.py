@@ -50,6 +50,7 @@ class FlexEnv(ParallelEnv):
         e = self.engine
         prosumers = [prosumer_id(i) for i in range(e.P)] if e.prosumer_link.prosumers_are_agents else []
         self.possible_agents = [AGGREGATOR, DSO] + prosumers
+        self._prosumer_ids = prosumers
         self.agents = []
         self._role = {AGGREGATOR: "aggregator", DSO: "dso", **{p: "prosumer" for p in prosumers}}
         self._np_random = np.random.default_rng()
@@ -92,13 +93,12 @@ class FlexEnv(ParallelEnv):
         for role, agent in (("aggregator", AGGREGATOR), ("dso", DSO)):
             batch[role] = self._agent_action(actions, agent)[None, :]
         if e.prosumer_link.prosumers_are_agents:
-            batch["prosumer"] = np.stack([self._agent_action(actions, prosumer_id(i)) for i in range(e.P)])[None]
+            batch["prosumer"] = self._prosumer_actions(actions)[None]
         self._obs, rewards, info = e.step(batch)
         self._last_info = info
         obs = self._split(self._obs)
         reward = {AGGREGATOR: float(rewards["aggregator"][0]), DSO: float(rewards["dso"][0])}
-        for i in range(e.P if e.prosumer_link.prosumers_are_agents else 0):
-            reward[prosumer_id(i)] = float(rewards["prosumer"][0, i])
+        reward.update(zip(self._prosumer_ids, rewards["prosumer"][0].tolist()))
         done = e.done
         infos = self._infos(info)
         terminations = {agent: done for agent in self.agents}
@@ -118,10 +118,21 @@ class FlexEnv(ParallelEnv):
             raise ValueError(f"action of {agent!r} contains NaN or inf")
         return a
 
+    def _prosumer_actions(self, actions: dict) -> np.ndarray:
+        """(P, A) actions of every prosumer, checked in one go (per agent only to name a culprit)."""
+        try:
+            stacked = np.asarray([actions[a] for a in self._prosumer_ids], dtype=np.float64)
+        except (KeyError, ValueError):
+            stacked = None
+        if stacked is None or stacked.shape != (self.engine.P, self.action_space(self._prosumer_ids[0]).shape[0]) \
+                or not np.all(np.isfinite(stacked)):
+            return np.stack([self._agent_action(actions, a) for a in self._prosumer_ids])  # raises, naming the agent
+        return stacked
+
     def _split(self, obs: dict) -> dict:
         out = {AGGREGATOR: obs["aggregator"][0], DSO: obs["dso"][0]}
-        if self.engine.prosumer_link.prosumers_are_agents:
-            out.update({prosumer_id(i): obs["prosumer"][0, i] for i in range(self.engine.P)})
+        if self._prosumer_ids:
+            out.update(zip(self._prosumer_ids, obs["prosumer"][0]))
         return out
 
     def _infos(self, info: dict) -> dict:
@@ -143,10 +154,11 @@ class FlexEnv(ParallelEnv):
         if e.done:
             common["episode"] = self.episode_summary()
         infos = {agent: dict(common) for agent in self.agents}
-        if kpis:
-            for i in range(e.P if e.prosumer_link.prosumers_are_agents else 0):
-                infos[prosumer_id(i)].update(net_kw=float(kpis["net_kw"][i]), comfort_violation_kh=float(kpis["comfort_violation_kh"][i]),
-                                              ev_unmet_kwh=float(kpis["ev_unmet_kwh"][i]))
+        if kpis and self._prosumer_ids:
+            per_prosumer = zip(self._prosumer_ids, kpis["net_kw"].tolist(), kpis["comfort_violation_kh"].tolist(),
+                               kpis["ev_unmet_kwh"].tolist())
+            for agent, net, comfort, unmet in per_prosumer:
+                infos[agent].update(net_kw=net, comfort_violation_kh=comfort, ev_unmet_kwh=unmet)
         return infos
 
     def episode_summary(self) -> dict:
@@ -168,12 +180,11 @@ class FlexEnv(ParallelEnv):
             acts[AGGREGATOR] = self.builtin["aggregator"](observations[AGGREGATOR][None])[0].astype(np.float32)
         if DSO in observations:
             acts[DSO] = self.builtin["dso"](observations[DSO][None])[0].astype(np.float32)
-        if e.prosumer_link.prosumers_are_agents:
-            ids = [prosumer_id(i) for i in range(e.P) if prosumer_id(i) in observations]
-            if ids:
-                stacked = np.stack([observations[a] for a in ids])[None]
-                plan = follow_plan(e, stacked)[0]
-                acts.update({a: plan[j].astype(np.float32) for j, a in enumerate(ids)})
+        ids = [a for a in self._prosumer_ids if a in observations]
+        if ids:
+            stacked = np.stack([observations[a] for a in ids])[None]
+            plan = follow_plan(e, stacked)[0].astype(np.float32)
+            acts.update(zip(ids, plan))
         return acts
 
     # ------------------------------------------------------------------ render
