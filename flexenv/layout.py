@@ -46,8 +46,14 @@ class Layout:
     def write(self, vector: np.ndarray, name: str, value) -> None:
         """Set field `name` of `vector` (..., size); `value` broadcasts to (..., *field.shape)."""
         f = self.fields[name]
-        value = np.broadcast_to(value, vector.shape[:-1] + f.shape)
-        vector[..., f.start : f.stop] = value.reshape(vector.shape[:-1] + (f.size,))
+        lead = vector.shape[:-1]
+        if np.isscalar(value):
+            vector[..., f.start : f.stop] = value
+            return
+        value = np.asarray(value)
+        if value.shape != lead + f.shape:
+            value = np.broadcast_to(value, lead + f.shape)
+        vector[..., f.start : f.stop] = value.reshape(lead + (f.size,))
 
     def describe(self) -> str:
         return "\n".join(f"{f.name} {f.shape} [{f.start}:{f.stop}]: {f.doc}" for f in self.fields.values())
