@@ -243,7 +243,7 @@ class Engine:
         if len(seeds) != self.B:
             raise ValueError(f"reset needs {self.B} seeds (one per batch row), got {len(seeds)}")
         self.seeds = seeds
-        rows = [generate(self.scenario, seed=s) for s in seeds]  # setup only: loop over batch rows
+        rows = [generate(self.scenario, seed=s, fleet=self.fleet) for s in seeds]  # setup only: loop over batch rows
         grid = rows[0].grid
         self.grid = grid
         T = grid.n_steps

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+import numba as nb
 import numpy as np
 
 from flexenv.scenario.schema import (
@@ -87,11 +88,17 @@ class TimeGrid:
 def _ar1(rng: np.random.Generator, shape: tuple, phi: float) -> np.ndarray:
     """Unit-variance AR(1) noise along the last axis with lag-one correlation `phi`."""
     eps = rng.standard_normal(shape)
-    out = np.empty(shape)
-    out[..., 0] = eps[..., 0]
-    scale = np.sqrt(1.0 - phi**2)
-    for t in range(1, shape[-1]):  # loop over time only (vectorised over everything else)
-        out[..., t] = phi * out[..., t - 1] + scale * eps[..., t]
+    flat = eps.reshape(-1, shape[-1])
+    return _ar1_filter(flat, float(phi), float(np.sqrt(1.0 - phi**2))).reshape(shape)
+
+
+@nb.njit(cache=True)
+def _ar1_filter(eps, phi, scale):
+    out = np.empty_like(eps)
+    for i in range(eps.shape[0]):
+        out[i, 0] = eps[i, 0]
+        for t in range(1, eps.shape[1]):
+            out[i, t] = phi * out[i, t - 1] + scale * eps[i, t]
     return out
 
 
@@ -481,15 +488,16 @@ class ScenarioData:
         return out
 
 
-def generate(scenario: Scenario, seed: int | None = None) -> ScenarioData:
+def generate(scenario: Scenario, seed: int | None = None, fleet: Fleet | None = None) -> ScenarioData:
     """All data of `scenario` for the episode seed `seed` (default: the scenario's own seed).
 
     The fleet (who owns which device, with which parameters) is the scenario's population and is
     drawn from `scenario.seed`; the episode seed draws everything that changes from day to day
     (loads, weather, sessions, requests, prices), so training on many seeds trains on many days of
-    the same households.
+    the same households. Pass the scenario's `fleet` to skip drawing it again.
     """
-    fleet = sample_fleet(component_rng(scenario.seed, "fleet"), scenario)
+    if fleet is None:
+        fleet = sample_fleet(component_rng(scenario.seed, "fleet"), scenario)
     seed = scenario.seed if seed is None else seed
     grid = TimeGrid(scenario.time.ptu_minutes, scenario.time.days, scenario.time.start_date)
     groups = scenario.prosumers
