@@ -66,7 +66,7 @@ def episode_kpis(engine: Engine, row: int = 0) -> dict:
         "import_kwh": float(t["import_kwh"]),
         "messages": float(sum(v for k, v in t.items() if k.startswith("messages/"))),
         "bytes": float(sum(v for k, v in t.items() if k.startswith("bytes/"))),
-        "constraint_violation_rate": float((t["congested_ptus"] + (t["voltage_violations"] > 0)) / n_ptus),
+        "constraint_violation_rate": float(t["violated_ptus"] / n_ptus),  # PTUs with an overload or a voltage violation
     }
     for key, value in t.items():
         if key.startswith(("messages/", "bytes/")):

@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ScenarioError as err:
+    except (ScenarioError, ValueError, ImportError, AttributeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

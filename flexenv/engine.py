@@ -333,6 +333,7 @@ class Engine:
             "losses_kwh": zeros(B), "import_kwh": zeros(B), "export_kwh": zeros(B),
             "peak_trafo_loading_pct": zeros(B), "congested_ptus": zeros(B), "voltage_violations": zeros(B),
             "clipped_actions": zeros(B), "powerflow_failures": zeros(B), "discomfort_eur": zeros(B),
+            "violated_ptus": zeros(B),
         }
         for link in COMM_LINKS:
             totals[f"messages/{link}"] = zeros(B)
@@ -548,8 +549,10 @@ class Engine:
         """(B, P, 5) the energy boxes' plan for day PTU `t` (default: the current one), as normalised actions."""
         t = self.current.index if t is None else t
         t = min(t, self.ppd - 1)
-        pv_avail = self.pv_avail_kw[:, :, self.day_steps][:, :, t]
-        return lk.encode_setpoints(self.plan_requests[:, :, t, :], self.setpoint_scale, pv_avail, self.plan_start == t)
+        # the plan was made on the PV forecast: its PV use is a share of the forecast (all of it → all
+        # of the actual PV), which also keeps the actual PV of the coming PTU out of the observation
+        pv_forecast = self.pv_forecast_kw[:, :, self.day_steps.start + t]
+        return lk.encode_setpoints(self.plan_requests[:, :, t, :], self.setpoint_scale, pv_forecast, self.plan_start == t)
 
     # ----------------------------------------------------------------------------------- operate
     def _operate(self, t: int, actions: dict, ledger: Ledger, comm) -> tuple[np.ndarray, dict]:
@@ -604,7 +607,7 @@ class Engine:
             comm["dso-prosumers"][0] += changed.sum(axis=1)
             comm["dso-prosumers"][1] += changed.sum(axis=1) * (HEADER_BYTES + VALUE_BYTES)
             self.dso_cap_kw = new_dso_cap
-        dso_binds = self.dso_cap_kw < np.minimum(import_cap, export_cap)
+        aggregator_import_cap, aggregator_export_cap = import_cap, export_cap
         import_cap = np.minimum(import_cap, self.dso_cap_kw)
         export_cap = np.minimum(export_cap, self.dso_cap_kw)
 
@@ -617,7 +620,11 @@ class Engine:
             np.ascontiguousarray(requests), nocontrol, np.ascontiguousarray(import_cap), np.ascontiguousarray(export_cap),
         )
         (self.battery_kwh, self.ev_need_kwh, self.indoor_temp_degc, self.app_start, power, net, request_cut,
-         cap_cut, breach, curtailed, comfort, unmet, forced) = out
+         cap_cut, breach, curtailed, comfort, unmet, forced, uncapped) = out
+        # the part of the cut that only the DSO's cap caused (the aggregator's own caps are its contract)
+        dso_cut = (np.maximum(np.minimum(uncapped, aggregator_import_cap) - self.dso_cap_kw, 0.0)
+                   + np.maximum(np.minimum(-uncapped, aggregator_export_cap) - self.dso_cap_kw, 0.0))
+        dso_cut = np.minimum(dso_cut, cap_cut)
         self.last_net_kw = net
 
         # ---- grid
@@ -673,7 +680,7 @@ class Engine:
             ledger.pay("dso_tariff", "aggregator", "dso", (np.maximum(net, 0.0) * tariff * dt).sum(axis=1))
         if self.dso_link.kind == "isolated":
             compensation = self.scenario.links.dso.curtailment_compensation_eur_per_kwh
-            ledger.pay("dso_compensation", "dso", "prosumer", compensation * np.where(dso_binds, cap_cut, 0.0) * dt)
+            ledger.pay("dso_compensation", "dso", "prosumer", compensation * dso_cut * dt)
         dcfg = self.scenario.links.dso
         ledger.pay("quality_incentive", "dso", "market",
                    dcfg.voltage_violation_penalty_eur * voltage_violations + dcfg.overload_penalty_eur * overloaded)
@@ -691,7 +698,7 @@ class Engine:
             discomfort = np.zeros((B, P))
         kpis = {
             "net_kw": net, "device_kw": power, "comfort_violation_kh": comfort, "ev_unmet_kwh": unmet,
-            "pv_curtailed_kw": curtailed, "cap_cut_kw": cap_cut, "cap_breach_kw": breach, "request_cut_kw": request_cut,
+            "pv_curtailed_kw": curtailed, "cap_cut_kw": cap_cut, "dso_cap_cut_kw": dso_cut, "cap_breach_kw": breach, "request_cut_kw": request_cut,
             "appliance_forced": forced, "import_cap_kw": import_cap, "export_cap_kw": export_cap,
             "vm_pu": result.vm_pu, "line_loading_pct": result.line_loading_pct, "trafo_loading_pct": result.trafo_loading_pct[:, 0],
             "losses_kw": result.losses_kw, "p_slack_kw": result.p_slack_kw, "powerflow_converged": ok, "voltage_violations": voltage_violations,
@@ -731,6 +738,7 @@ class Engine:
         t["export_kwh"] += np.maximum(-net, 0).sum(axis=1) * dt
         t["peak_trafo_loading_pct"] = np.maximum(t["peak_trafo_loading_pct"], kpis["trafo_loading_pct"])
         t["congested_ptus"] += kpis["overloaded"]
+        t["violated_ptus"] += kpis["overloaded"] | (kpis["voltage_violations"] > 0)
         t["voltage_violations"] += kpis["voltage_violations"]
         t["powerflow_failures"] += ~kpis["powerflow_converged"]
 
@@ -772,6 +780,9 @@ class Engine:
             lay.write(vec, "import_price", self.signals.import_price[:, :, ahead])
             lay.write(vec, "export_price", self.signals.export_price[:, :, ahead])
             lay.write(vec, "import_cap", self._day_cap_obs[:, :, ahead])
+        else:  # before the day's signals exist (planning), nothing is known: not yesterday's values
+            for name in ("import_price", "export_price", "import_cap"):
+                lay.write(vec, name, 0.0)
         lay.write(vec, "load_forecast", self._day_load_obs[:, :, ahead])
         lay.write(vec, "pv_forecast", self._day_pv_obs[:, :, ahead])
         present_ev = (self.ev_arrival[:, :, d] <= t) & (t < self.ev_departure[:, :, d])

@@ -185,3 +185,14 @@ def test_system_reward_sums_to_the_episode_system_cost():
     assert total == pytest.approx(-view.env.engine.system_cost_eur()[0])
     with pytest.raises(ValueError, match="reward"):
         single_agent("PriceDriven-Tariff-Teaching10-v0", reward="happiness")
+
+
+def test_reset_seed_is_the_episode_seed_and_training_draws_stay_below_test_days():
+    env = flexenv.make("PriceDriven-Tariff-Teaching10-v0")
+    _, infos = env.reset(seed=1000001)
+    assert infos["aggregator_1"]["episode_seed"] == 1000001 and env.engine.seeds == [1000001]
+    drawn = []
+    for _ in range(5):
+        _, infos = env.reset()
+        drawn.append(infos["aggregator_1"]["episode_seed"])
+    assert all(0 <= s < 1_000_000 for s in drawn) and len(set(drawn)) == 5

@@ -88,6 +88,11 @@ MALFORMED = [
     ("zero prosumers", {"prosumers": [{"count": 0}]}, "prosumers[0].count", "greater than or equal to 1"),
     ("too many rounds", {"links": {"prosumer": {"kind": "iterative", "max_rounds": 50}}},
      "links.prosumer.iterative.max_rounds", "less than or equal to 20"),
+    ("isolated cap range inverted", {"links": {"dso": {"kind": "isolated", "min_cap_kw": 40, "no_cap_kw": 30}}},
+     "links.dso.isolated", "min_cap_kw"),
+    ("link not run yet", {"links": {"dso": {"kind": "flex_market"}}}, "links.dso.kind", "not run by the engine yet"),
+    ("appliance longer than half a day", {"prosumers": [{"count": 3, "appliance": {"duration_h": {"low": 1, "high": 30}}}]},
+     "prosumers[0].appliance", "duration_h"),
     ("soc bounds inverted", {"prosumers": [{"count": 3, "battery": {"soc_min_pct": 90, "soc_max_pct": 20}}]},
      "prosumers[0].battery", "soc_min_pct"),
 ]

@@ -19,8 +19,6 @@ KPIs; at the last step also `episode`, the summary of the whole episode.
 
 from __future__ import annotations
 
-import functools
-
 import gymnasium
 import numpy as np
 from pettingzoo import ParallelEnv
@@ -30,6 +28,7 @@ from flexenv.policies.rule_based import RuleBasedAggregator, RuleBasedDSO, follo
 from flexenv.scenario.schema import Scenario
 
 AGGREGATOR = "aggregator_1"
+TRAIN_SEED_END = 1_000_000  # episode seeds drawn for training lie below; test suites use seeds from here on
 DSO = "dso"
 
 
@@ -53,20 +52,22 @@ class FlexEnv(ParallelEnv):
         self._prosumer_ids = prosumers
         self.agents = []
         self._role = {AGGREGATOR: "aggregator", DSO: "dso", **{p: "prosumer" for p in prosumers}}
+        # one space object per agent (PettingZoo requires the same object on every call)
+        boxes = {role: (gymnasium.spaces.Box(-OBS_BOUND, OBS_BOUND, shape=(e.obs_layout[role].size,), dtype=np.float32),
+                        gymnasium.spaces.Box(-1.0, 1.0, shape=(e.action_layout[role].size,), dtype=np.float32))
+                 for role in ("aggregator", "dso", "prosumer")}
+        self._observation_spaces = {a: boxes[r][0] for a, r in self._role.items()}
+        self._action_spaces = {a: boxes[r][1] for a, r in self._role.items()}
         self._np_random = np.random.default_rng()
         self.builtin = {"aggregator": RuleBasedAggregator(e), "dso": RuleBasedDSO(e)}
         self._last_info = None
 
     # ------------------------------------------------------------------ spaces
-    @functools.lru_cache(maxsize=None)
     def observation_space(self, agent: str) -> gymnasium.spaces.Box:
-        size = self.engine.obs_layout[self._role[agent]].size
-        return gymnasium.spaces.Box(-OBS_BOUND, OBS_BOUND, shape=(size,), dtype=np.float32)
+        return self._observation_spaces[agent]
 
-    @functools.lru_cache(maxsize=None)
     def action_space(self, agent: str) -> gymnasium.spaces.Box:
-        size = self.engine.action_layout[self._role[agent]].size
-        return gymnasium.spaces.Box(-1.0, 1.0, shape=(size,), dtype=np.float32)
+        return self._action_spaces[agent]
 
     def describe_observation(self, agent: str) -> str:
         return self.engine.obs_layout[self._role[agent]].describe()
@@ -76,9 +77,14 @@ class FlexEnv(ParallelEnv):
 
     # ------------------------------------------------------------------ API
     def reset(self, seed: int | None = None, options: dict | None = None):
+        """`seed` is the episode (day) seed itself, as in `flexenv leaderboard` and the engine; without
+        one, the next episode seed is drawn from the training range [0, TRAIN_SEED_END), so training
+        never meets the leaderboard's test days (seeds ≥ TRAIN_SEED_END)."""
         if seed is not None:
             self._np_random = np.random.default_rng(seed)
-        episode_seed = int(self._np_random.integers(0, 2**31 - 1))
+            episode_seed = int(seed)
+        else:
+            episode_seed = int(self._np_random.integers(0, TRAIN_SEED_END))
         self.agents = list(self.possible_agents)
         self._obs = self.engine.reset([episode_seed])
         self.episode_seed = episode_seed

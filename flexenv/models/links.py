@@ -19,6 +19,7 @@ from flexenv.physics.household import APPLIANCE, BATTERY, DEVICE_ORDER, EV, HEAT
 from flexenv.scenario import schema
 
 NO_CAP_KW = np.inf
+NO_CAP_ACTION = 0.99  # a cap action at or above this means "no cap" (a continuous policy can reach it)
 
 
 def unit(a: np.ndarray) -> np.ndarray:
@@ -73,7 +74,9 @@ def decode_setpoints(action: np.ndarray, scale: dict, pv_avail_kw: np.ndarray) -
 
 
 def encode_setpoints(requests: np.ndarray, scale: dict, pv_avail_kw: np.ndarray, start_now: np.ndarray) -> np.ndarray:
-    """Inverse of `decode_setpoints`: kW requests (..., P, 5) → normalised actions in [-1, 1]."""
+    """Inverse of `decode_setpoints`: kW requests (..., P, 5) → normalised actions in [-1, 1].
+
+    The PV request is expressed as a share of `pv_avail_kw` (the PV the request was planned with)."""
     def ratio(x, s):
         return np.divide(x, s, out=np.zeros_like(x), where=s > 0)
 
@@ -83,6 +86,7 @@ def encode_setpoints(requests: np.ndarray, scale: dict, pv_avail_kw: np.ndarray,
     out[..., EV] = ratio(requests[..., EV], scale["ev_kw"])
     out[..., HEAT_PUMP] = 2.0 * ratio(requests[..., HEAT_PUMP], scale["heat_pump_kw"]) - 1.0
     used = np.where(pv_avail_kw > 0, ratio(requests[..., PV], pv_avail_kw), 1.0)
+    used = np.where(used > 1.0 - 1e-9, 1.0, used)  # "all of it" survives rounding
     out[..., PV] = 2.0 * used - 1.0
     out[..., APPLIANCE] = np.where(start_now, 1.0, -1.0)
     return np.clip(out, -1.0, 1.0)
@@ -162,14 +166,16 @@ class MaxPowerLink(ProsumerLinkModel):
 
     def add_action_fields(self, layout):
         G, T = self.n_groups, self.ptus_per_day
-        doc = f"planning: cap per group and PTU, cap_min + (a+1)/2 × (cap_max − cap_min) kW ({self.config.cap_min_kw}..{self.config.cap_max_kw})"
+        doc = (f"planning: cap per group and PTU, cap_min + (a+1)/2 × (cap_max − cap_min) kW "
+               f"({self.config.cap_min_kw}..{self.config.cap_max_kw}); a ≥ {NO_CAP_ACTION}: no cap")
         layout.add("import_cap", (G, T), doc)
         layout.add("export_cap", (G, T), doc)
-        layout.add("intraday_import_cap", (G,), "operate: tightens this PTU's import cap to the decoded value (a = 1: no change)")
+        layout.add("intraday_import_cap", (G,), f"operate: tightens this PTU's import cap to the decoded value (a ≥ {NO_CAP_ACTION}: no change)")
 
     def decode_cap(self, a: np.ndarray) -> np.ndarray:
+        """Cap in kW for actions in [-1, 1]; a ≥ NO_CAP_ACTION means no cap (inf)."""
         c = self.config
-        return c.cap_min_kw + unit(a) * (c.cap_max_kw - c.cap_min_kw)
+        return np.where(a >= NO_CAP_ACTION, NO_CAP_KW, c.cap_min_kw + unit(a) * (c.cap_max_kw - c.cap_min_kw))
 
     def plan_signals(self, layout, action, ctx):
         B, P, T = ctx.dso_tariff.shape
@@ -244,14 +250,15 @@ class IsolatedLink(DSOLinkModel):
     def add_action_fields(self, layout):
         c = self.config
         layout.add("zone_cap", (self.n_zones,),
-                   f"operate: cap on every prosumer of the zone, {c.min_cap_kw} + (a+1)/2 × ({c.no_cap_kw} − {c.min_cap_kw}) kW; a = 1: no cap")
+                   f"operate: cap on every prosumer of the zone, {c.min_cap_kw} + (a+1)/2 × ({c.no_cap_kw} − {c.min_cap_kw}) kW; "
+                   f"a ≥ {NO_CAP_ACTION}: no cap")
 
     def decode_caps(self, layout, action) -> np.ndarray:
-        """(B, Z) cap per zone in kW, inf where a = 1 (no cap)."""
+        """(B, Z) cap per zone in kW, inf where a ≥ NO_CAP_ACTION (no cap)."""
         c = self.config
         a = np.clip(layout.view(action, "zone_cap"), -1.0, 1.0)
         cap = c.min_cap_kw + unit(a) * (c.no_cap_kw - c.min_cap_kw)
-        return np.where(a >= 1.0, NO_CAP_KW, cap)
+        return np.where(a >= NO_CAP_ACTION, NO_CAP_KW, cap)
 
 
 class TariffLink(DSOLinkModel):

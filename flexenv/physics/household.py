@@ -45,7 +45,8 @@ def operate_kernel(
     new (bat_e, ev_need, temp, app_start); power (B, P, 5) kW per device (+ consumption, PV as
     -used); net_kw (B, P); request_cut_kw (B, P) total |request - power| before caps; cap_cut_kw
     (B, P) power removed by the caps; cap_breach_kw (B, P) excess no device could absorb;
-    pv_curtailed_kw (B, P); comfort_kh (B, P); ev_unmet_kwh (B, P); appliance_forced (B, P).
+    pv_curtailed_kw (B, P); comfort_kh (B, P); ev_unmet_kwh (B, P); appliance_forced (B, P);
+    uncapped_net_kw (B, P), the net power before the caps (to attribute cuts to whoever capped).
     """
     B, P = load_kw.shape
     new_e = np.empty((B, P))
@@ -61,6 +62,7 @@ def operate_kernel(
     comfort = np.zeros((B, P))
     unmet = np.zeros((B, P))
     forced = np.zeros((B, P), dtype=np.bool_)
+    uncapped = np.empty((B, P))
     for b in nb.prange(B):  # batch rows are independent environments
         for p in range(P):
             # ---- 1. feasible powers for the requests (no-control devices make their own request)
@@ -97,6 +99,7 @@ def operate_kernel(
 
             # ---- 2. connection caps (smart meter)
             n = load_kw[b, p] + p_app + p_ev + p_hp + p_bat - used
+            uncapped[b, p] = n
             excess = n - import_cap_kw[b, p]
             changed = False
             if excess > 1e-12:
@@ -160,4 +163,4 @@ def operate_kernel(
             unmet[b, p] = miss
             forced[b, p] = was_forced
     return (new_e, new_need, new_temp, new_start, power, net, request_cut, cap_cut, breach, curtailed,
-            comfort, unmet, forced)
+            comfort, unmet, forced, uncapped)

@@ -53,7 +53,7 @@ class RuleBasedAggregator:
             cap_kw = np.maximum(1.5 * mean_load_kw + 1.0, self.config.cap_min_kw)
             a_cap = 2.0 * (cap_kw - self.config.cap_min_kw) / (self.config.cap_max_kw - self.config.cap_min_kw) - 1.0
             expensive = day_ahead >= np.quantile(day_ahead, 0.75, axis=1, keepdims=True)
-            a = np.where(expensive, a_cap, 1.0)
+            a = np.where(expensive, np.minimum(a_cap, 0.98), 1.0)
             self.layout.write(action, "import_cap", np.broadcast_to(a[:, None, :], (B, self.link.n_groups, T)))
             self.layout.write(action, "export_cap", np.ones((B, self.link.n_groups, T)))
             self.layout.write(action, "intraday_import_cap", np.ones((B, self.link.n_groups)))
@@ -102,5 +102,5 @@ class RuleBasedDSO:
             c = self.config
             cap_kw = np.maximum(0.8 * mean_kw, c.min_cap_kw)
             a_cap = 2.0 * (cap_kw - c.min_cap_kw) / (c.no_cap_kw - c.min_cap_kw) - 1.0
-            self.layout.write(action, "zone_cap", np.where((light >= 2)[:, None], np.minimum(a_cap, 0.999), 1.0))
+            self.layout.write(action, "zone_cap", np.where((light >= 2)[:, None], np.minimum(a_cap, 0.98), 1.0))
         return action

@@ -193,6 +193,15 @@ class ApplianceParams(StrictModel):
     power_kw: PositiveRange = Field(default_factory=lambda: PositiveRange(low=1.0, high=2.2))
     duration_h: PositiveRange = Field(default_factory=lambda: PositiveRange(low=1.0, high=2.0))
     earliest_start_hour: RangeModel = Field(default_factory=lambda: RangeModel(low=7, high=12))
+
+    @model_validator(mode="after")
+    def _fits_in_a_day(self):
+        if self.duration_h.high > 12:
+            raise ValueError(f"duration_h.high ({self.duration_h.high}) must be at most 12 h: a run fits in its day")
+        if not 0 <= self.earliest_start_hour.low <= self.earliest_start_hour.high < 24:
+            raise ValueError(f"earliest_start_hour {self.earliest_start_hour.low}..{self.earliest_start_hour.high} "
+                             "must lie in [0, 24)")
+        return self
     window_h: PositiveRange = Field(default_factory=lambda: PositiveRange(low=6, high=12))
     request_probability: float = Field(0.7, ge=0, le=1, description="chance of a request per day")
 
@@ -251,7 +260,7 @@ class MaxPowerLink(StrictModel):
     retail_tariff: str = Field("two_slot_tou", description="ToU contract prices (tariff preset)")
     n_cap_groups: int = Field(1, ge=1, le=1000, description="prosumer groups sharing one cap curve")
     cap_min_kw: float = Field(1.0, ge=0, le=100, description="lowest cap the aggregator may send")
-    cap_max_kw: float = Field(20.0, gt=0, le=500, description="highest cap (= not capped)")
+    cap_max_kw: float = Field(20.0, gt=0, le=500, description="highest finite cap; actions above 0.99 mean no cap")
     intraday_change_margin_kw: float = Field(0.5, ge=0, le=50)
     intraday_change_fee_eur_per_kwh: float = Field(0.10, ge=0, le=5)
     manageability: Manageability = Field(default_factory=Manageability)
@@ -319,6 +328,12 @@ class IsolatedLink(DSOBase):
     min_cap_kw: float = Field(1.0, ge=0, le=50, description="lowest cap the DSO may impose on a prosumer")
     no_cap_kw: float = Field(30.0, gt=0, le=500, description="cap that means 'not capped' (connection size)")
     curtailment_compensation_eur_per_kwh: float = Field(0.20, ge=0, le=5, description="paid by the DSO per kWh capped away")
+
+    @model_validator(mode="after")
+    def _cap_range(self):
+        if self.min_cap_kw >= self.no_cap_kw:
+            raise ValueError(f"min_cap_kw ({self.min_cap_kw}) must be below no_cap_kw ({self.no_cap_kw})")
+        return self
 
 
 class TariffLink(DSOBase):
