@@ -35,7 +35,7 @@ def test_units_from_field_names():
 
 
 def test_console_script_runs():
-    result = subprocess.run(["flexenv", "scenario", "list"], capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, "-m", "flexenv.cli", "scenario", "list"], capture_output=True, text=True, check=True)
     assert "teaching10" in result.stdout
 
 

@@ -92,6 +92,16 @@ def test_invariants_every_step_under_random_policies(env_id):
         import_cap, export_cap = k["import_cap_kw"][0], k["export_cap_kw"][0]
         assert np.all(k["net_kw"][0] <= import_cap + k["cap_breach_kw"][0] + 1e-9)
         assert np.all(-k["net_kw"][0] <= export_cap + k["cap_breach_kw"][0] + 1e-9)
+        # the market flows follow the physics: day-ahead energy at the position, imbalance on the deviation
+        dt, position = e.dt_h, k["position_kw"][0]
+        assert ledger.flows["day_ahead"][0] == pytest.approx(position * e.day_ahead[0, g] * dt)
+        deviation = k["net_kw"][0].sum() - position
+        price = e.imbalance_short[0, g] if deviation > 0 else e.imbalance_long[0, g]
+        assert ledger.flows["imbalance"][0] == pytest.approx(deviation * price * dt)
+        net = k["net_kw"][0]
+        bill = (np.maximum(net, 0) * e.signals.bill_import[0, :, info["index"]]
+                - np.maximum(-net, 0) * e.signals.bill_export[0, :, info["index"]]).sum() * dt
+        assert ledger.flows["retail_energy"][0] == pytest.approx(bill)
         # rewards are each actor's money (prosumers: minus their discomfort)
         assert rewards["aggregator_1"] == pytest.approx(ledger.aggregator[0])
         assert rewards["dso"] == pytest.approx(ledger.dso[0])
