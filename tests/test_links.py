@@ -6,14 +6,11 @@ import pytest
 from flexenv.engine import Engine
 from flexenv.envs.registry import scenario_for
 from flexenv.physics.household import BATTERY, EV, HEAT_PUMP
-from flexenv.policies.rule_based import RuleBasedAggregator, RuleBasedDSO, follow_plan
+from baselines.evaluate import builtin_policy
 
 
 def builtin(engine, obs):
-    acts = {"aggregator": RuleBasedAggregator(engine)(obs["aggregator"]), "dso": RuleBasedDSO(engine)(obs["dso"])}
-    if engine.prosumer_link.prosumers_are_agents:
-        acts["prosumer"] = follow_plan(engine, obs["prosumer"])
-    return acts
+    return builtin_policy(engine)(engine, obs)
 
 
 def run(env_id, seed=0, modify=None, **overrides):

@@ -81,12 +81,12 @@ def test_replay_over_two_days_carries_states_over_midnight():
 
 
 def test_a_position_out_of_the_adjust_range_is_clipped_and_settled_as_imbalance():
-    """position_adjust spans ±2 kW × P = ±20 kW around the reference plans: 100 kW off is clipped."""
+    """position_adjust spans ±10 kW × P = ±100 kW around the reference plans: a position further off is clipped."""
     scenario = scenario_for(TEACHING)
     result = solve(scenario)
     position = result.schedules.aggregate_kw.copy()
-    position[30] += 100.0
-    position[70] -= 100.0
+    position[30] += 300.0
+    position[70] -= 300.0
     rep = _assert_replay_matches(scenario, result, position_kw=position)
     assert rep.position_clipped_ptus == 2 and rep.position_missing_kw > 0
 

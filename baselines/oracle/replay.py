@@ -1,7 +1,7 @@
 """Replay an oracle schedule through the engine (gateway link) and measure its system cost.
 
 Each day, at the aggregator's planning step, the position is set to the oracle's aggregate net power:
-``position_adjust = (oracle aggregate - sum of the energy boxes' reference plans) / (2 kW × P)``. The
+``position_adjust = (oracle aggregate - sum of the energy boxes' reference plans) / (POSITION_SCALE_KW_PER_PROSUMER × P)`` (10 kW × P). The
 reference plans are made inside that same step, so they are read first from a copy of the engine
 stepped with a zero action (the EMS is deterministic). An adjustment outside [-1, 1] cannot be
 represented: it is clipped, and the PTUs and kW that miss are reported (the engine then settles the
