@@ -1,0 +1,71 @@
+"""SB3 training scripts in smoke mode (subprocess, a few dozen decisions) and the shipped checkpoints."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MANIFEST = ROOT / "baselines" / "checkpoints" / "manifest.json"
+
+
+def run(*args, timeout=300):
+    proc = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return proc.stdout
+
+
+def test_train_price_driven_ppo_smoke(tmp_path):
+    out = run("baselines/sb3/train_planning.py", "--smoke", "--algo", "ppo", "--out", tmp_path)
+    result = json.loads((tmp_path / "price_driven_aggregator_ppo" / "result.json").read_text())
+    assert np.isfinite(result["test_score_mean"]) and result["baselines"]["rule-based"]["score"] is not None
+    assert (tmp_path / "price_driven_aggregator_ppo" / "curves.png").stat().st_size > 1000
+    assert (tmp_path / "price_driven_aggregator_ppo" / "seed0.zip").exists()
+    assert "test score" in out
+
+
+@pytest.mark.parametrize("env_id, role, algo", [("Iterative-Tariff-Teaching10-v0", "aggregator", "sac"),
+                                                ("PriceDriven-Tariff-Teaching10-v0", "dso", "ppo")])
+def test_train_planning_other_settings_smoke(tmp_path, env_id, role, algo):
+    run("baselines/sb3/train_planning.py", "--smoke", "--env-id", env_id, "--role", role, "--algo", algo, "--out", tmp_path)
+    (result,) = tmp_path.glob("*/result.json")
+    assert json.loads(result.read_text())["config"]["role"] == role
+
+
+def test_train_tariff_joint_smoke(tmp_path):
+    out = run("baselines/sb3/train_tariff_joint.py", "--smoke", "--out", tmp_path)
+    assert "both learned" in out and (tmp_path / "dso.zip").exists() and (tmp_path / "aggregator.zip").exists()
+
+
+def test_train_prosumers_shared_smoke(tmp_path):
+    out = run("baselines/sb3/train_prosumers_shared.py", "--smoke", "--out", tmp_path)
+    assert "shared PPO prosumers" in out and (tmp_path / "prosumer.zip").exists()
+
+
+def test_shipped_checkpoints_load_and_act():
+    from baselines.leaderboard import resolve_policy
+    from baselines.sb3.envs import DECISION_PHASE, cached_engine
+    from baselines.sb3.policy import manifest_entry
+    from flexenv.envs.registry import scenario_for
+
+    entries = json.loads(MANIFEST.read_text())["checkpoints"]
+    assert entries
+    for entry in entries:
+        for key in ("name", "env_id", "algorithm", "command", "seed", "steps", "score", "score_spread", "versions"):
+            assert key in entry, (entry["name"], key)
+        for file in entry["files"].values():
+            size = (MANIFEST.parent / file).stat().st_size
+            assert 10_000 < size < 1_000_000, (file, size)
+        factory = resolve_policy(f"baselines.sb3.policy:{entry['name']}")  # the leaderboard's spec
+        engine = cached_engine(scenario_for(entry["env_id"]), 2)
+        act = factory(engine)
+        obs = engine.reset([5, 6])
+        role = entry["role"]
+        while engine.current.phase != DECISION_PHASE[role]:
+            obs, _, _ = engine.step(act(engine, obs))
+        actions = act(engine, obs)[role]
+        assert actions.shape == (2, engine.action_layout[role].size) and np.all(np.abs(actions) <= 1)
+        assert np.ptp(actions) > 0  # the model acts: not an all-zero (or constant) curve
