@@ -41,6 +41,11 @@ appliance window is never empty) and comfort and EV energy are soft (priced), as
 An infeasible instance raises :class:`OracleInfeasibleError` naming the family (found by solving
 with each grid family alone, then by dropping one at a time).
 
+Windows (model predictive control, ``baselines.mpc``): ``build_model`` / ``solve_engine`` take an
+optional :class:`Window`, a part of one day from given states (battery energy, EV need, indoor
+temperature, appliance started), on given load and PV, optionally with a position already bought
+(deviations then priced at imbalance prices); the schedules then cover the window's PTUs.
+
 Results are cached on disk (pickle) under ``$FLEXENV_CACHE_DIR/oracle/`` (default
 ``.flexenv_cache/oracle/`` in the current directory), keyed by a hash of the scenario JSON, the
 seed, the solver options and the source code of flexenv and baselines.oracle.
@@ -53,6 +58,7 @@ import hashlib
 import os
 import pickle
 import time
+import types
 from pathlib import Path
 
 import highspy
@@ -87,7 +93,7 @@ class OracleInfeasibleError(RuntimeError):
 
 @dataclasses.dataclass
 class Schedules:
-    """The oracle's plan, arrays (P, H) over the episode's H PTUs in kW (+ = consumption) unless
+    """The oracle's plan, arrays (P, H) over the episode's (or the window's) H PTUs in kW (+ = consumption) unless
     noted: battery_kw (+ charge), ev_kw, heat_pump_kw, pv_used_kw (>= 0), appliance_kw, net_kw,
     q_kvar; appliance_start_ptu (P, D) day PTU of each day's start, -1 = none; battery_energy_kwh
     and indoor_temp_degc (P, H + 1) states; ev_unmet_kwh (P, D); comfort_violation_kh (P,)."""
@@ -141,6 +147,81 @@ class OracleResult:
     cached: bool = False
 
 
+@dataclasses.dataclass
+class Window:
+    """A part of one day to optimise from given states (model predictive control, ``baselines.mpc``),
+    instead of the whole episode from its initial states.
+
+    start_ptu: episode PTU of the first step; n_ptus: length (the window must end by midnight);
+    battery_kwh, ev_need_kwh, indoor_temp_degc: (P,) states at the start; appliance_start_ptu: (P,)
+    day PTU of today's start, -1 = not started (a started run's remaining profile is fixed load);
+    load_kw, pv_kw: (P, n_ptus) the load and available PV to plan on (default: the actual arrays);
+    position_kw: (n_ptus,) a day-ahead position already bought (default: none, the position is the
+    plan); its energy is a constant and the deviation of the aggregate from it is settled at
+    imbalance_short_eur_per_kwh / imbalance_long_eur_per_kwh (n_ptus,) as in the engine (the short
+    price is raised to the long one where it is lower, which keeps the model convex); row: batch row.
+    """
+
+    start_ptu: int
+    n_ptus: int
+    battery_kwh: np.ndarray
+    ev_need_kwh: np.ndarray
+    indoor_temp_degc: np.ndarray
+    appliance_start_ptu: np.ndarray
+    load_kw: np.ndarray | None = None
+    pv_kw: np.ndarray | None = None
+    position_kw: np.ndarray | None = None
+    imbalance_short_eur_per_kwh: np.ndarray | None = None
+    imbalance_long_eur_per_kwh: np.ndarray | None = None
+    row: int = 0
+
+
+def _horizon(engine: Engine, window: Window | None):
+    """The arrays the model is built on: the whole episode of batch row 0 from the initial states
+    (``window=None``, the oracle), or a window. EV and appliance data per (prosumer, day) in day PTUs;
+    day rows cover day PTUs t0 .. t0 + T - 1."""
+    P, ppd = engine.P, engine.ppd
+    if window is None:
+        H, g0, b = engine.n_days * ppd, 0, 0
+        D, T, t0 = engine.n_days, ppd, 0
+        load, pv = engine.load_kw[0], engine.pv_avail_kw[0]
+        states = (engine.battery_initial_kwh, np.zeros(P), engine.fleet.comfort_set_point_degc.astype(float),
+                  np.full(P, -1, np.int64))
+        position = short = long = None
+    else:
+        H, g0, b = int(window.n_ptus), int(window.start_ptu), int(window.row)
+        day, t0 = divmod(g0, ppd)
+        if H < 1 or t0 + H > ppd or day >= engine.n_days:
+            raise ValueError(f"window [{g0}, {g0 + H}) must lie inside one day of {ppd} PTUs of the episode")
+        D, T = 1, H
+        steps = slice(g0, g0 + H)
+        load = engine.load_kw[b, :, steps] if window.load_kw is None else np.asarray(window.load_kw, float)
+        pv = engine.pv_avail_kw[b, :, steps] if window.pv_kw is None else np.asarray(window.pv_kw, float)
+        if load.shape != (P, H) or pv.shape != (P, H):
+            raise ValueError(f"window load_kw and pv_kw: expected shape {(P, H)}, got {load.shape} and {pv.shape}")
+        states = (window.battery_kwh, window.ev_need_kwh, window.indoor_temp_degc, window.appliance_start_ptu)
+        position = short = long = None
+        if window.position_kw is not None:
+            if window.imbalance_short_eur_per_kwh is None or window.imbalance_long_eur_per_kwh is None:
+                raise ValueError("a window with a position needs its imbalance prices (short and long)")
+            position = np.asarray(window.position_kw, float)
+            long = np.asarray(window.imbalance_long_eur_per_kwh, float)
+            short = np.maximum(np.asarray(window.imbalance_short_eur_per_kwh, float), long)
+            if position.shape != (H,) or short.shape != (H,) or long.shape != (H,):
+                raise ValueError(f"window position and imbalance prices: expected shape {(H,)}")
+    days = slice(g0 // ppd, g0 // ppd + D)
+    steps = slice(g0, g0 + H)
+    return types.SimpleNamespace(
+        P=P, D=D, T=T, t0=t0, H=H, row=b, steps=steps, load_kw=load, pv_kw=pv,
+        t_out_degc=engine.t_out_degc[b, steps], cop=engine.cop[b, :, steps], day_ahead=engine.day_ahead[b, steps],
+        ev_arrival=engine.ev_arrival[b, :, days], ev_departure=engine.ev_departure[b, :, days],
+        ev_energy_kwh=engine.ev_energy_kwh[b, :, days], app_earliest=engine.app_earliest[b, :, days],
+        app_latest=engine.app_latest[b, :, days], battery_kwh=np.asarray(states[0], float),
+        ev_need_kwh=np.asarray(states[1], float), indoor_temp_degc=np.asarray(states[2], float),
+        appliance_start_ptu=np.asarray(states[3], np.int64), position_kw=position, short_eur_per_kwh=short,
+        long_eur_per_kwh=long)
+
+
 def highs_version() -> str:
     return highspy.Highs().version()
 
@@ -166,21 +247,20 @@ def _slots(group: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
     return table, mask
 
 
-def _prepared(engine: Engine, penalties: Penalties):
-    """The shared builders' inputs: battery, heat pump and PV over the episode (P rows), EV and
+def _prepared(engine: Engine, hz, penalties: Penalties):
+    """The shared builders' inputs: battery, heat pump and PV over the horizon (P rows), EV and
     appliance per day ((P*D) rows, row p*D + d, day horizon)."""
-    P, D, T = engine.P, engine.n_days, engine.ppd
-    H = D * T
+    P, D, T, H = hz.P, hz.D, hz.T, hz.H
     dt = engine.dt_h
     fl = engine.fleet
     zP, zPD = np.zeros(P), np.zeros(P * D)
     no_ev = dv.EVSessions(np.zeros(P, np.int64), np.zeros(P, np.int64), zP)
     no_app = dv.ApplianceParams(engine.appliance_profile_kw, np.full(P, H, np.int64), np.full(P, H, np.int64))
     episode = ProsumerProblem(
-        dt, engine.load_kw[0], engine.pv_avail_kw[0], engine.t_out_degc[0], engine.cop[0],
+        dt, hz.load_kw, hz.pv_kw, hz.t_out_degc, hz.cop,
         np.zeros((P, H)), np.zeros((P, H)), np.full((P, H), np.inf), np.full((P, H), np.inf),
         dv.ProsumerDevices(dv.PVParams(fl.pv_kwp), engine.battery, engine.ev, no_ev, engine.heat_pump, no_app),
-        engine.battery_initial_kwh, zP, fl.comfort_set_point_degc.astype(float), np.full(P, -1, np.int64), 0)
+        hz.battery_kwh, zP, hz.indoor_temp_degc, np.full(P, -1, np.int64), 0)
 
     def rep(x):  # (P,) -> (P*D,), row p*D + d
         return np.repeat(np.asarray(x), D, axis=0)
@@ -190,37 +270,38 @@ def _prepared(engine: Engine, penalties: Penalties):
         dv.PVParams(zPD),
         dv.BatteryParams(zPD, zPD, zPD, rep(b.eta_charge), rep(b.eta_discharge), rep(b.self_discharge_per_h)),
         dv.EVParams(*(rep(x) for x in engine.ev)),
-        dv.EVSessions(engine.ev_arrival[0].reshape(-1), engine.ev_departure[0].reshape(-1),
-                      engine.ev_energy_kwh[0].reshape(-1)),
+        dv.EVSessions(hz.ev_arrival.reshape(-1), hz.ev_departure.reshape(-1), hz.ev_energy_kwh.reshape(-1)),
         dv.HeatPumpParams(zPD, *(rep(x) for x in hp[1:])),
-        dv.ApplianceParams(rep(engine.appliance_profile_kw), engine.app_earliest[0].reshape(-1),
-                           engine.app_latest[0].reshape(-1)),
+        dv.ApplianceParams(rep(engine.appliance_profile_kw), hz.app_earliest.reshape(-1), hz.app_latest.reshape(-1)),
     )
     PD = P * D
+    # states that carry into the day rows: the EV need of a session under way, today's appliance start
     day = ProsumerProblem(
         dt, np.zeros((PD, T)), np.zeros((PD, T)), np.zeros(T), np.ones((PD, T)), np.zeros((PD, T)),
         np.zeros((PD, T)), np.full((PD, T), np.inf), np.full((PD, T), np.inf), day_devices,
-        zPD, zPD, rep(hp.t_set_degc), np.full(PD, -1, np.int64), 0)
+        zPD, rep(hz.ev_need_kwh), rep(hp.t_set_degc), rep(hz.appliance_start_ptu), hz.t0)
     return prepare(episode, penalties), prepare(day, penalties)
 
 
-def build_model(engine: Engine, v_margin_pu=None, loading_margin=None, families=GRID_FAMILIES):
+def build_model(engine: Engine, v_margin_pu=None, loading_margin=None, families=GRID_FAMILIES,
+                window: Window | None = None):
     """The portfolio MILP of the engine's current episode (batch row 0). Returns (model, pieces).
 
     v_margin_pu: (n_node, 2) lower/upper voltage margins (default ``INITIAL_V_MARGIN_PU``);
     loading_margin: (n_branch,) fractions of the loading limits (default ``INITIAL_LOADING_MARGIN``);
-    families: which hard grid families to include.
+    families: which hard grid families to include; window: a :class:`Window` of one day to build
+    instead of the whole episode (its states, data, position and batch row).
     """
     unknown = set(families) - set(GRID_FAMILIES)
     if unknown:
         raise ValueError(f"unknown constraint families {sorted(unknown)}; known: {GRID_FAMILIES}")
     sc = engine.scenario
-    P, D, T = engine.P, engine.n_days, engine.ppd
-    H = D * T
+    hz = _horizon(engine, window)
+    P, H = hz.P, hz.H
     dt = engine.dt_h
     prefs = sc.preferences
     penalties = Penalties(prefs.comfort_penalty_eur_per_kh, prefs.ev_unmet_penalty_eur_per_kwh)
-    pr, pr_day = _prepared(engine, penalties)
+    pr, pr_day = _prepared(engine, hz, penalties)
     m = ModelBuilder()
 
     # ---- devices (shared builders) and per-prosumer net / reactive power
@@ -229,18 +310,29 @@ def build_model(engine: Engine, v_margin_pu=None, loading_margin=None, families=
     pv_expr, pv = odev.pv(m, pr, "pv")
     ev_day, ev = odev.ev(m, pr_day, "ev")
     app_day, app = odev.appliance(m, pr_day, "app")
+    # an appliance started before the window: its remaining profile is fixed load (zero otherwise)
+    app_day = app_day + pr_day.base_kw
     ev_expr, app_expr = _reshape(ev_day, (P, H)), _reshape(app_day, (P, H))
     device_net = LinExpr((P, H), const=pr.base_kw) + bat_expr + hp_expr + pv_expr + ev_expr + app_expr
     tan_phi = np.tan(np.arccos(engine.fleet.power_factor))[:, None]
-    reactive = (LinExpr((P, H), const=engine.load_kw[0]) + hp_expr + app_expr) * tan_phi
+    reactive = (LinExpr((P, H), const=hz.load_kw) + hp_expr + app_expr) * tan_phi
     net = m.add_var("net", (P, H), -np.inf, np.inf)
     q = m.add_var("q", (P, H), -np.inf, np.inf)
     m.add_rows(LinExpr.of(net) - device_net, lb=0.0, ub=0.0)
     m.add_rows(LinExpr.of(q) - reactive, lb=0.0, ub=0.0)
-    # day-ahead energy of the aggregate position (= actual net: no imbalance under perfect foresight)
-    m.add_cost(LinExpr.of(net, dt * engine.day_ahead[0][None, :]))
+    if hz.position_kw is None:
+        # day-ahead energy of the aggregate position (= actual net: no imbalance under perfect foresight)
+        m.add_cost(LinExpr.of(net, dt * hz.day_ahead[None, :]))
+    else:
+        # a position already bought: its energy is a constant, the aggregate's deviation is settled
+        # at the imbalance prices (short above, long below the position)
+        m.add_cost(LinExpr((1,), const=dt * (hz.day_ahead * hz.position_kw).sum()))
+        short = m.add_var("short", (H,), 0.0, np.inf, cost=dt * hz.short_eur_per_kwh)
+        long = m.add_var("long", (H,), 0.0, np.inf, cost=-dt * hz.long_eur_per_kwh)
+        aggregate = LinExpr((H,), [(net[p], np.ones(H)) for p in range(P)])  # vectorised over time
+        m.add_rows(aggregate - LinExpr.of(short) + LinExpr.of(long), lb=hz.position_kw, ub=hz.position_kw)
     # an EV session with a zero charging rate: the engine reports its whole need unmet (a constant)
-    m.add_cost(LinExpr((1,), const=penalties.ev_unmet_eur_per_kwh * _stranded_ev_kwh(engine).sum()))
+    m.add_cost(LinExpr((1,), const=penalties.ev_unmet_eur_per_kwh * _stranded_ev_kwh(engine, hz).sum()))
 
     # ---- grid: LinDistFlow on the feeder tree
     f = engine.feeder
@@ -293,7 +385,7 @@ def build_model(engine: Engine, v_margin_pu=None, loading_margin=None, families=
     limit_pct = np.where(is_trafo, fc.trafo_loading_max_pct, fc.line_loading_max_pct)
     lmargin = np.full(f.n_branch, INITIAL_LOADING_MARGIN) if loading_margin is None else np.asarray(loading_margin, float)
     s_max = ldf.branch_s_rated_kva[e] * limit_pct / 100.0 * (1.0 - lmargin[e]) * np.cos(np.pi / N_FACETS)
-    reach_p, reach_q = _reach_kw(engine, pr, pr_day, tan_phi[:, 0])
+    reach_p, reach_q = _reach_kw(engine, hz, pr, pr_day, tan_phi[:, 0])
     sub = ldf.flow_incidence[e]  # (n_node - 1, n_bus)
     p0, q0 = ldf.branch_p0_kw[e][:, None], ldf.branch_q0_kvar[e][:, None]
     could = np.hypot(np.abs(p0) + sub @ reach_p, np.abs(q0) + sub @ reach_q) > s_max[:, None]
@@ -308,29 +400,32 @@ def build_model(engine: Engine, v_margin_pu=None, loading_margin=None, families=
         raise OracleInfeasibleError("a loading limit with its safety margin is below zero",
                                     ("line_loading", "trafo_loading"))
 
-    pieces = {"w_scale": W_SCALE, "pr": pr, "pr_day": pr_day, "net": net, "q": q, "bat": bat, "hp": hp, "pv": pv,
+    pieces = {"horizon": hz, "w_scale": W_SCALE, "pr": pr, "pr_day": pr_day, "net": net, "q": q, "bat": bat, "hp": hp, "pv": pv,
               "ev": ev, "app": app, "ev_expr": ev_expr, "app_expr": app_expr, "hp_expr": hp_expr, "bat_expr": bat_expr,
               "w": w, "v2_0": v2_0, "lv_node": lv_node, "n_loading_rows": int(use.sum()) * N_FACETS}
     return m, pieces
 
 
-def _stranded_ev_kwh(engine: Engine) -> np.ndarray:
-    """(P, D) energy of EV sessions that cannot charge at all (rate 0): unmet in the engine."""
+def _stranded_ev_kwh(engine: Engine, hz=None) -> np.ndarray:
+    """(P, D) energy of EV sessions that cannot charge at all (rate 0): unmet in the engine, which
+    reports it in the session's last PTU (counted where that PTU is inside the horizon)."""
+    hz = _horizon(engine, None) if hz is None else hz
     ev = engine.ev
-    session = (engine.ev_departure[0] > engine.ev_arrival[0]) & (ev.capacity_kwh > 0)[:, None]
-    return np.where(session & (ev.p_max_kw <= 0)[:, None], engine.ev_energy_kwh[0], 0.0)
+    session = (hz.ev_departure > hz.ev_arrival) & (ev.capacity_kwh > 0)[:, None]
+    reported = (hz.ev_departure - 1 >= hz.t0) & (hz.ev_departure - 1 < hz.t0 + hz.T)
+    return np.where(session & reported & (ev.p_max_kw <= 0)[:, None], hz.ev_energy_kwh, 0.0)
 
 
-def _reach_kw(engine: Engine, pr, pr_day, tan_phi):
+def _reach_kw(engine: Engine, hz, pr, pr_day, tan_phi):
     """(n_bus, H) largest |P| and |Q| each bus's prosumers could inject in each PTU: where the
     subtree of a branch cannot reach its limit, the polygon rows are left out."""
-    P, D = engine.P, engine.n_days
+    P, D = hz.P, hz.D
     app_max = pr_day.app_prof.max(axis=1).reshape(P, D).max(axis=1)
     ev_max = pr_day.ev_pmax.reshape(P, D).max(axis=1)
     up = pr.base_kw + (pr.bat_pc + ev_max + pr.hp_pmax + app_max)[:, None]
-    down = pr.pv_kw + (pr.bat_pd + ev_max * engine.ev.v2g)[:, None] - engine.load_kw[0]
+    down = pr.pv_kw + (pr.bat_pd + ev_max * engine.ev.v2g)[:, None] - hz.load_kw
     reach_p = np.maximum(up, np.maximum(down, 0.0))
-    reach_q = tan_phi[:, None] * (engine.load_kw[0] + (pr.hp_pmax + app_max)[:, None])
+    reach_q = tan_phi[:, None] * (hz.load_kw + (pr.hp_pmax + app_max)[:, None])
     return engine.bus_matrix.T @ reach_p, engine.bus_matrix.T @ reach_q
 
 
@@ -393,7 +488,8 @@ def _ac_excess(engine: Engine, net_kw: np.ndarray, q_kvar: np.ndarray):
 
 
 def _schedules(engine: Engine, x: np.ndarray, pc) -> Schedules:
-    P, D, T = engine.P, engine.n_days, engine.ppd
+    hz = pc["horizon"]
+    P, D, T = hz.P, hz.D, hz.T
 
     def val(expr):
         out = expr.const.copy()
@@ -410,18 +506,18 @@ def _schedules(engine: Engine, x: np.ndarray, pc) -> Schedules:
     return Schedules(
         battery_kw=val(pc["bat_expr"]), ev_kw=val(pc["ev_expr"]), heat_pump_kw=val(pc["hp_expr"]),
         pv_used_kw=x[pc["pv"]["used"]], appliance_kw=val(pc["app_expr"]), net_kw=x[pc["net"]],
-        q_kvar=x[pc["q"]], appliance_start_ptu=np.where(started, y.argmax(axis=2), -1),
+        q_kvar=x[pc["q"]], appliance_start_ptu=np.where(started, hz.t0 + y.argmax(axis=2), -1),
         battery_energy_kwh=x[pc["bat"]["e"]], indoor_temp_degc=x[pc["hp"]["temp"]],
-        ev_unmet_kwh=np.where(pc["pr_day"].ev_pmax.reshape(P, D) > 0, unmet, 0.0) + _stranded_ev_kwh(engine),
+        ev_unmet_kwh=np.where(pc["pr_day"].ev_pmax.reshape(P, D) > 0, unmet, 0.0) + _stranded_ev_kwh(engine, hz),
         comfort_violation_kh=comfort,
     )
 
 
-def _diagnose(engine: Engine, v_margin, l_margin, mip_rel_gap, time_limit_s, threads) -> tuple[str, ...]:
+def _diagnose(engine: Engine, v_margin, l_margin, mip_rel_gap, time_limit_s, threads, window=None) -> tuple[str, ...]:
     """Which hard grid families make the model infeasible: those infeasible on their own, else those
     whose removal restores feasibility."""
     def feasible(fams):
-        m, _ = build_model(engine, v_margin, l_margin, fams)
+        m, _ = build_model(engine, v_margin, l_margin, fams, window)
         return _run(m.build(), mip_rel_gap, time_limit_s, threads).feasible
 
     alone = tuple(fam for fam in GRID_FAMILIES if not feasible((fam,)))
@@ -495,22 +591,25 @@ def solve(scenario, seed: int | None = None, *, mip_rel_gap: float = 1e-4, time_
 
 
 def solve_engine(engine: Engine, *, mip_rel_gap: float = 1e-4, time_limit_s: float | None = 300.0, threads: int = 1,
-                 ac_check: bool = True) -> OracleResult:
-    """As :func:`solve`, on an engine already reset (batch row 0), without the cache."""
+                 ac_check: bool = True, window: Window | None = None) -> OracleResult:
+    """As :func:`solve`, on an engine already reset (batch row 0), without the cache.
+
+    window: optimise only a :class:`Window` of one day from its states (model predictive control);
+    the schedules then cover the window's PTUs and the objective is the window's system cost."""
     f = engine.feeder
     v_margin = np.full((f.n_node, 2), INITIAL_V_MARGIN_PU)
     l_margin = np.full(f.n_branch, INITIAL_LOADING_MARGIN)
     solve_s = 0.0
     for rounds in range(1, MAX_MARGIN_ROUNDS + 2):
         t0 = time.perf_counter()
-        m, pc = build_model(engine, v_margin, l_margin)
+        m, pc = build_model(engine, v_margin, l_margin, window=window)
         lp = m.build()
         build_s = time.perf_counter() - t0
         run = _run(lp, mip_rel_gap, time_limit_s, threads)
         solve_s += run.seconds
         if not run.feasible:
             if run.status == "Infeasible":
-                fams = _diagnose(engine, v_margin, l_margin, mip_rel_gap, time_limit_s, threads)
+                fams = _diagnose(engine, v_margin, l_margin, mip_rel_gap, time_limit_s, threads, window)
                 raise OracleInfeasibleError(
                     f"oracle MILP is infeasible: hard constraint families {list(fams)} cannot be met "
                     f"(with safety margins; comfort and EV energy are soft)", fams)
@@ -532,7 +631,7 @@ def solve_engine(engine: Engine, *, mip_rel_gap: float = 1e-4, time_limit_s: flo
     n_int = int(np.concatenate(m.integer).sum())
     return OracleResult(
         objective_eur=run.objective, dual_bound_eur=run.bound, mip_gap=run.gap, status=run.status, schedules=sched,
-        build_s=build_s, solve_s=solve_s, highs_version=highs_version(), seed=int(engine.seeds[0]),
+        build_s=build_s, solve_s=solve_s, highs_version=highs_version(), seed=int(engine.seeds[pc["horizon"].row]),
         margin_rounds=rounds, v_margin_pu=v_margin, loading_margin=l_margin,
         ac_max_voltage_excess_pu=float(v_exc.max()), ac_max_loading_excess_pct=float(100.0 * l_exc.max()),
         n_rows=m.n_row, n_cols=m.n_col, n_integer=n_int)
