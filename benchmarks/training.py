@@ -9,13 +9,16 @@ Modes, each with 1, 2 and 8 environments:
             batched `flexenv.engine.Engine` (one engine step per VecEnv step).
 An environment step is one step of the view (97 per day in PriceDriven-Tariff: a DSO planning step,
 an aggregator planning step, 96 PTUs). PPO's own cost (forward pass, updates) is included: the figure
-is what a training run sees. A warm-up `learn` (compilation, process start) is not timed.
+is what a training run sees. numba kernels run single-threaded (NUMBA_NUM_THREADS=1, also in
+the subprocesses). A warm-up `learn` (compilation, process start) is not timed.
 """
 
 from __future__ import annotations
 
-import json
 import os
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # kernels single-threaded: parallelism comes from the vec env
+import json
 import platform
 import time
 from pathlib import Path

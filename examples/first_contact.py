@@ -8,6 +8,9 @@ boxes). The aggregator's action is a price curve for the day plus a day-ahead po
 all in [-1, 1]; random values are a poor policy, and the system cost shows it.
 """
 
+import os
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # no thread oversubscription on a small shared machine
 import argparse
 
 import numpy as np

@@ -11,6 +11,9 @@ one decision: 24 hourly price levels in [-1, 1]; the reward is the system cost s
 control on the same day. Two environments run in subprocesses (SubprocVecEnv), one per core.
 """
 
+import os
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # no thread oversubscription on a small shared machine
 import argparse
 import time
 

@@ -10,6 +10,9 @@ oracle (perfect foresight, centralised, HiGHS), and the normalised score
 into the same cheap hours and congest the derated transformer: they score below zero.
 """
 
+import os
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # no thread oversubscription on a small shared machine
 import argparse
 
 from baselines.evaluate import run_episodes, score

@@ -19,6 +19,17 @@ MANIFEST = CHECKPOINTS / "manifest.json"
 VALIDATION_DAYS = list(range(900_000, 900_016))  # below the test seeds (≥ 1,000,000), never trained on
 
 
+def single_thread() -> None:
+    """One thread for torch and for numba's parallel kernels: deterministic, and no thread
+    oversubscription when several processes share a small machine (parallel numba kernels then
+    slow down by an order of magnitude)."""
+    import numba
+    import torch
+
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+
+
 def versions() -> dict:
     import gymnasium
     import stable_baselines3

@@ -217,8 +217,8 @@ class DayDecision(gymnasium.Wrapper):
     """The aggregator's day as one decision, on flexenv's single-agent view (reward="system").
 
     Same observation, action and reward as `PlanningVecEnv(role="aggregator")` for one-round links;
-    works with SB3's DummyVecEnv and SubprocVecEnv. The view draws its episode seed from the seed
-    given to `reset` (see `flexenv.envs.parallel.FlexEnv.reset`)."""
+    works with SB3's DummyVecEnv and SubprocVecEnv. `reset(seed=s)` makes day `s` the episode (flexenv's
+    view: the seed is the episode seed; seeds it draws itself stay below the test days)."""
 
     def __init__(self, view, n_blocks: int = HOURS):
         super().__init__(view)

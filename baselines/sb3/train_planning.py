@@ -31,13 +31,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecMonitor
 
 from baselines.leaderboard import load_suite, random_policy
-from baselines.sb3.common import (CHECKPOINTS, VALIDATION_DAYS, KPICallback, command_line, logger_formats, oracle_costs,
+from baselines.sb3.common import (single_thread, CHECKPOINTS, VALIDATION_DAYS, KPICallback, command_line, logger_formats, oracle_costs,
                                   plot_curves, score_policy, summary_stats, update_manifest, versions)
 from baselines.sb3.envs import PlanningVecEnv
 from baselines.sb3.policy import planning_policy
@@ -96,7 +95,7 @@ def make_model(cfg: Config, env, seed: int, log_dir: Path):
 
 
 def main(cfg: Config) -> dict:
-    torch.set_num_threads(1)  # deterministic and polite on a shared 2-core machine
+    single_thread()  # deterministic and polite on a shared 2-core machine
     out = Path(cfg.out) / cfg.name
     out.mkdir(parents=True, exist_ok=True)
     suite = load_suite(cfg.suite)
@@ -156,6 +155,7 @@ def main(cfg: Config) -> dict:
         CHECKPOINTS.mkdir(parents=True, exist_ok=True)
         shutil.copy(best["path"], CHECKPOINTS / f"{cfg.name}.zip")
         shutil.copy(out / "curves.png", CHECKPOINTS / f"{cfg.name}_curves.png")
+        shutil.copy(out / "result.json", CHECKPOINTS / f"{cfg.name}_result.json")  # per-day J of every seed
         update_manifest({
             "name": cfg.name, "env_id": cfg.env_id, "role": cfg.role, "algorithm": cfg.algo.upper(), "kind": "planning",
             "files": {cfg.role: f"{cfg.name}.zip"}, "n_blocks": cfg.n_blocks,

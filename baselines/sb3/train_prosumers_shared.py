@@ -19,14 +19,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecMonitor
 
 from baselines.leaderboard import load_suite
-from baselines.sb3.common import command_line, logger_formats, score_policy, versions
+from baselines.sb3.common import single_thread, command_line, logger_formats, score_policy, versions
 from baselines.sb3.envs import SharedProsumerVecEnv
 from baselines.sb3.policy import shared_prosumer_policy
 
@@ -42,7 +41,7 @@ parser.add_argument("--smoke", action="store_true")
 args = parser.parse_args()
 if args.smoke:
     args.steps, args.n_days = 2 * 64 * 20, 2
-torch.set_num_threads(1)
+single_thread()
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
 

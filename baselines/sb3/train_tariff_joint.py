@@ -19,13 +19,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecMonitor
 
 from baselines.leaderboard import load_suite
-from baselines.sb3.common import KPICallback, command_line, logger_formats, plot_curves, score_policy, versions
+from baselines.sb3.common import single_thread, KPICallback, command_line, logger_formats, plot_curves, score_policy, versions
 from baselines.sb3.envs import PlanningVecEnv, model_actor
 from baselines.sb3.policy import planning_policy
 
@@ -42,7 +41,7 @@ parser.add_argument("--smoke", action="store_true")
 args = parser.parse_args()
 if args.smoke:
     args.alternations, args.chunk, args.n_envs = 1, 32, 8
-torch.set_num_threads(1)
+single_thread()
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
 
