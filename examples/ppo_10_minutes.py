@@ -42,7 +42,7 @@ torch.set_num_threads(1)
 
 
 def make_env():
-    return DayDecision(single_agent(ENV_ID, "aggregator_1", reward="system"), n_blocks=24)
+    return DayDecision(single_agent(ENV_ID, "aggregator_1", reward="system"), n_blocks=24)  # make_vec_env adds Monitor
 
 
 class TimeBudget(BaseCallback):

@@ -249,6 +249,8 @@ class DayDecision(gymnasium.Wrapper):
         obs, cost, last = self._advance(obs, self._cost - reward)
         self._cost = cost
         info = dict(last or info)
+        if "episode" in info:  # flexenv's episode KPIs; SB3 reserves info["episode"] for Monitor
+            info["episode_kpis"] = info.pop("episode")
         done = self.engine.done
         out = compact_obs(self.engine, "aggregator", obs[None])[0]
         if not done:

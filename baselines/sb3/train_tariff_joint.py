@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecMonitor
 
 from baselines.leaderboard import load_suite
-from baselines.sb3.common import single_thread, KPICallback, command_line, logger_formats, plot_curves, score_policy, versions
+from baselines.sb3.common import CHECKPOINTS, single_thread, KPICallback, update_manifest, command_line, logger_formats, plot_curves, score_policy, versions
 from baselines.sb3.envs import PlanningVecEnv, model_actor
 from baselines.sb3.policy import planning_policy
 
@@ -37,10 +38,12 @@ parser.add_argument("--chunk", type=int, default=512, help="decisions per learne
 parser.add_argument("--n-envs", type=int, default=16)
 parser.add_argument("--n-blocks", type=int, default=24)
 parser.add_argument("--out", default="out/sb3/tariff_joint")
+parser.add_argument("--name", default="tariff_joint_ppo", help="checkpoint name in baselines/checkpoints")
+parser.add_argument("--ship", action=argparse.BooleanOptionalAction, default=True)
 parser.add_argument("--smoke", action="store_true")
 args = parser.parse_args()
 if args.smoke:
-    args.alternations, args.chunk, args.n_envs = 1, 32, 8
+    args.alternations, args.chunk, args.n_envs, args.ship = 1, 32, 8, False
 single_thread()
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
@@ -84,3 +87,20 @@ plot_curves([curves["dso"].curve], out / "curves_dso.png", "joint training: DSO"
 (out / "result.json").write_text(json.dumps({"command": command_line(), "seed": args.seed, "days": list(days),
                                              "train_s": round(time.time() - t0, 1), "table": table, "versions": versions(),
                                              "curves": {k: c.curve for k, c in curves.items()}}, indent=2))
+
+if args.ship:  # both learners as one checkpoint: the leaderboard runs them together
+    for role in ("aggregator", "dso"):
+        shutil.copy(out / f"{role}.zip", CHECKPOINTS / f"{args.name}_{role}.zip")
+    shutil.copy(out / "result.json", CHECKPOINTS / f"{args.name}_result.json")
+    shutil.copy(out / "curves_aggregator.png", CHECKPOINTS / f"{args.name}_curves_aggregator.png")
+    shutil.copy(out / "curves_dso.png", CHECKPOINTS / f"{args.name}_curves_dso.png")
+    update_manifest({
+        "name": args.name, "env_id": args.env_id, "role": "aggregator", "algorithm": "PPO", "kind": "planning",
+        "files": {role: f"{args.name}_{role}.zip" for role in ("aggregator", "dso")}, "n_blocks": args.n_blocks,
+        "command": command_line(), "seed": args.seed, "steps": 2 * args.alternations * args.chunk,
+        "steps_unit": "planning decisions, both learners together", "suite": suite.name, "test_days": list(days),
+        "score": table["both learned"]["score"],
+        "score_spread": None, "score_spread_note": "one training seed: spread not measured",
+        "baselines": {name: row["score"] for name, row in table.items() if name != "both learned"} | {"no control": 0.0},
+        "curves": f"{args.name}_curves_aggregator.png", "versions": versions(),
+    })
