@@ -84,13 +84,13 @@ def main():
     lines = ["# SB3 PPO training throughput", "",
              f"Environment steps per second of SB3 PPO on the aggregator's single-agent view of `{ENV_ID}`",
              "(`python benchmarks/training.py`; PPO's own forward passes and updates included).", "",
-             f"Machine: {out['machine']}; load average at the end of the run {out['load_average_at_end']} "
-             "(the machine was shared: figures are lower bounds).", "",
+             (f"Machine: {out['machine']}; load average at the end of the run {out['load_average_at_end']} "
+              "(the machine was shared: figures are lower bounds)."), "",
              "| mode | 1 env | 2 envs | 8 envs |", "|---|---|---|---|"]
     for mode, row in results.items():
         lines.append(f"| {mode} | " + " | ".join(f"{row[n]:.0f}" for n in ("1", "2", "8")) + " |")
-    lines += ["", f"Batched engine vs DummyVecEnv at 8 environments: {results['batched']['8'] / results['dummy']['8']:.1f}×; "
-              f"vs SubprocVecEnv: {results['batched']['8'] / results['subproc']['8']:.1f}×."]
+    lines += ["", (f"Batched engine vs DummyVecEnv at 8 environments: {results['batched']['8'] / results['dummy']['8']:.1f}×; "
+                   f"vs SubprocVecEnv: {results['batched']['8'] / results['subproc']['8']:.1f}×.")]
     (HERE / "training.md").write_text("\n".join(lines) + "\n")
 
 

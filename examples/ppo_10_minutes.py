@@ -70,11 +70,11 @@ if __name__ == "__main__":
     eval_env = make_env()
     saved = {"PPO": [], "zero prices (day-ahead pass-through)": []}
     for day in range(900_000, 900_004):
-        for name in saved:
+        for name, values in saved.items():
             obs, _ = eval_env.reset(seed=day)
             action = model.predict(obs, deterministic=True)[0] if name == "PPO" else np.zeros(24, np.float32)
             _, reward, *_ = eval_env.step(action)
-            saved[name].append(reward)
+            values.append(reward)
     for name, values in saved.items():
         print(f"{name:>38}: € saved vs no control per day: {np.mean(values):.2f} (days: {np.round(values, 2).tolist()})")
     env.close()

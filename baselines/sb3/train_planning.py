@@ -36,8 +36,20 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecMonitor
 
 from baselines.leaderboard import load_suite, random_policy
-from baselines.sb3.common import (single_thread, CHECKPOINTS, VALIDATION_DAYS, KPICallback, command_line, logger_formats, oracle_costs,
-                                  plot_curves, score_policy, summary_stats, update_manifest, versions)
+from baselines.sb3.common import (
+    CHECKPOINTS,
+    VALIDATION_DAYS,
+    KPICallback,
+    command_line,
+    logger_formats,
+    oracle_costs,
+    plot_curves,
+    score_policy,
+    single_thread,
+    summary_stats,
+    update_manifest,
+    versions,
+)
 from baselines.sb3.envs import PlanningVecEnv
 from baselines.sb3.policy import planning_policy
 

@@ -25,7 +25,7 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecMonitor
 
 from baselines.leaderboard import load_suite
-from baselines.sb3.common import single_thread, command_line, logger_formats, score_policy, versions
+from baselines.sb3.common import command_line, logger_formats, score_policy, single_thread, versions
 from baselines.sb3.envs import SharedProsumerVecEnv
 from baselines.sb3.policy import shared_prosumer_policy
 

@@ -19,13 +19,22 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 from stable_baselines3 import PPO
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecMonitor
 
 from baselines.leaderboard import load_suite
-from baselines.sb3.common import CHECKPOINTS, single_thread, KPICallback, update_manifest, command_line, logger_formats, plot_curves, score_policy, versions
+from baselines.sb3.common import (
+    CHECKPOINTS,
+    KPICallback,
+    command_line,
+    logger_formats,
+    plot_curves,
+    score_policy,
+    single_thread,
+    update_manifest,
+    versions,
+)
 from baselines.sb3.envs import PlanningVecEnv, model_actor
 from baselines.sb3.policy import planning_policy
 
