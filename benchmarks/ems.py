@@ -31,8 +31,6 @@ import argparse
 import datetime
 import itertools
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -41,22 +39,13 @@ import numpy as np
 
 from baselines.oracle import prosumer as milp
 from flexenv.policies import ems
+from machine import describe_machine  # benchmarks/machine.py (scripts run from this folder)
 
 HERE = Path(__file__).resolve().parent
 
 
 def machine() -> str:
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{cpu} ({os.cpu_count()} logical cores), {platform.system()} {platform.machine()}, " \
-           f"Python {platform.python_version()}, numba {numba.__version__}"
+    return describe_machine()
 
 
 def inflexible_bill(pb: ems.ProsumerProblem, pen: ems.Penalties) -> np.ndarray:

@@ -49,7 +49,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -71,6 +70,7 @@ import flexenv
 from flexenv.engine import Engine
 from flexenv.envs.registry import scenario_for
 from flexenv.policies.rule_based import RuleBasedAggregator, RuleBasedDSO, follow_plan
+from machine import describe_machine  # benchmarks/machine.py (scripts run from this folder)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -142,17 +142,7 @@ print(json.dumps({"version": getattr(citylearn, "__version__", None), "n_buildin
 
 
 def machine() -> str:
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{cpu} ({os.cpu_count()} logical cores), {platform.system()} {platform.machine()}, " \
-           f"Python {platform.python_version()}, numba {numba.__version__}"
+    return describe_machine()
 
 
 def load_average() -> list[float] | None:

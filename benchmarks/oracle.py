@@ -20,29 +20,19 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+from machine import describe_machine  # benchmarks/machine.py (scripts run from this folder)
 
 HERE = Path(__file__).resolve().parent
 SIZES = (10, 50, 200)
 
 
 def machine() -> str:
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{cpu} ({os.cpu_count()} logical cores), {platform.system()} {platform.machine()}, Python {platform.python_version()}"
+    return describe_machine()
 
 
 def rss_mb() -> float:
