@@ -37,7 +37,18 @@ def versions() -> dict:
 
     import flexenv
 
-    return {"python": platform.python_version(), "flexenv": getattr(flexenv, "__version__", "?"),
+    import subprocess
+
+    try:  # the environment's dynamics change with flexenv's code: record the commit trained on
+        root = Path(flexenv.__file__).resolve().parents[1]
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                                check=False).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "flexenv"], cwd=root, capture_output=True, text=True,
+                               check=False).stdout.strip()
+        commit = (commit + ("+modified" if dirty else "")) or "?"
+    except OSError:
+        commit = "?"
+    return {"python": platform.python_version(), "flexenv": getattr(flexenv, "__version__", "?"), "flexenv_commit": commit,
             "stable_baselines3": stable_baselines3.__version__, "torch": torch.__version__,
             "gymnasium": gymnasium.__version__, "numpy": np.__version__}
 
