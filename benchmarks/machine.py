@@ -4,8 +4,9 @@ import os
 import platform
 
 
-def describe_machine() -> str:
-    cpu = platform.processor() or ""
+def cpu_name() -> str:
+    """The CPU model name (Linux), else what the platform says."""
+    cpu = platform.processor() or "unknown"
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -14,7 +15,12 @@ def describe_machine() -> str:
                     break
     except OSError:
         pass
+    return cpu
+
+
+def describe_machine() -> str:
     import numba
 
+    cpu = cpu_name()
     return (f"{cpu} ({os.cpu_count()} logical cores), {platform.system()} {platform.machine()}, "
             f"Python {platform.python_version()}, numba {numba.__version__}")

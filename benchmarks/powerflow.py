@@ -212,15 +212,9 @@ def machine_info() -> dict:
     import numba
     import pandapower
 
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    from machine import cpu_name  # benchmarks/machine.py
+
+    cpu = cpu_name()
     return {
         "cpu": cpu, "logical_cores": os.cpu_count(), "numba_threads": numba.get_num_threads(),
         "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),

@@ -10,6 +10,7 @@ Aggregator ↔ prosumers (seed 000 §4.1): `GatewayLink`, `MaxPowerLink`, `Price
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 
 import numpy as np
@@ -100,7 +101,7 @@ SETPOINT_DOC = (
 
 
 # ------------------------------------------------------------------------ aggregator ↔ prosumers
-class ProsumerLinkModel:
+class ProsumerLinkModel(abc.ABC):
     """Base: one planning round, prosumers are agents, no caps."""
 
     kind = ""
@@ -120,8 +121,9 @@ class ProsumerLinkModel:
     def add_action_fields(self, layout: Layout) -> None:
         pass
 
+    @abc.abstractmethod
     def plan_signals(self, layout: Layout, action: np.ndarray, ctx: DayContext) -> Signals:
-        raise NotImplementedError
+        """The day's signals for every prosumer from the aggregator's planning action."""
 
     def per_prosumer(self, per_group: np.ndarray) -> np.ndarray:
         """(B, G, T) → (B, P, T) by each prosumer's group."""
