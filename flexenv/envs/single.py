@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import ClassVar
+
 import gymnasium
 import numpy as np
 
+from flexenv.envs.learners import LearnersEnv
 from flexenv.envs.parallel import FlexEnv
 
 
 class SingleAgentEnv(gymnasium.Env):
-    """`env.agent_id` acts through a flat Box; the others use `FlexEnv.builtin_actions`.
+    """`env.agent_id` acts through a flat Box; the others use `FlexEnv.builtin_actions` (or `others`).
 
     Spaces are the agent's own (see `FlexEnv.describe_action` / `describe_observation`); `info` is the
     agent's info from the parallel env. The reward is, by `reward`:
@@ -18,35 +22,32 @@ class SingleAgentEnv(gymnasium.Env):
       coalition (the quantity the leaderboard scores).
     """
 
-    metadata = {"render_modes": ["ansi", "rgb_array"]}
+    metadata: ClassVar[dict] = {"render_modes": ["ansi", "rgb_array"]}
 
-    def __init__(self, env: FlexEnv, agent_id: str, reward: str = "money"):
-        if reward not in ("money", "system"):
-            raise ValueError(f"reward {reward!r}: choose 'money' or 'system'")
-        self.reward_kind = reward
+    def __init__(self, env: FlexEnv, agent_id: str, reward: str = "money", others: dict[str, Callable] | None = None):
         if agent_id not in env.possible_agents:
             raise ValueError(f"agent {agent_id!r} is not in this environment; agents: {env.possible_agents[:5]}...")
+        self.team = LearnersEnv(env, [agent_id], reward=reward, others=others)
         self.env = env
         self.agent_id = agent_id
+        self.reward_kind = reward
         self.observation_space = env.observation_space(agent_id)
         self.action_space = env.action_space(agent_id)
         self.render_mode = env.render_mode
-        self._obs = None
+        self._started = False
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        if seed is None and self._obs is None:
+        if seed is None and not self._started:
             seed = int(self.np_random.integers(0, 2**31 - 1))
-        self._obs, infos = self.env.reset(seed=seed, options=options)
-        return self._obs[self.agent_id], infos[self.agent_id]
+        self._started = True
+        obs, infos = self.team.reset(seed=seed, options=options)
+        return obs[self.agent_id], infos[self.agent_id]
 
     def step(self, action):
-        actions = self.env.builtin_actions(self._obs)
-        actions[self.agent_id] = np.asarray(action, dtype=np.float32)
-        self._obs, rewards, terminations, truncations, infos = self.env.step(actions)
         a = self.agent_id
-        reward = rewards[a] if self.reward_kind == "money" else -infos[a]["system_cost_eur"]
-        return self._obs[a], reward, terminations[a], truncations[a], infos[a]
+        obs, rewards, terminations, truncations, infos = self.team.step({a: np.asarray(action, dtype=np.float32)})
+        return obs[a], rewards[a], terminations[a], truncations[a], infos[a]
 
     def render(self):
         return self.env.render()
@@ -55,8 +56,10 @@ class SingleAgentEnv(gymnasium.Env):
         self.env.close()
 
 
-def single_agent(env: FlexEnv | str, agent_id: str = "aggregator_1", reward: str = "money", **kwargs) -> SingleAgentEnv:
-    """A Gymnasium env in which `agent_id` acts and all others use built-in policies.
+def single_agent(env: FlexEnv | str, agent_id: str = "aggregator_1", reward: str = "money",
+                 others: dict[str, Callable] | None = None, **kwargs) -> SingleAgentEnv:
+    """A Gymnasium env in which `agent_id` acts and all others use built-in policies (or `others`:
+    {agent: f(observation) → action}).
 
     `env` is a `FlexEnv` or a registered id (then `kwargs` go to `flexenv.make`); `reward` is "money"
     or "system" (see `SingleAgentEnv`).
@@ -65,4 +68,4 @@ def single_agent(env: FlexEnv | str, agent_id: str = "aggregator_1", reward: str
         from flexenv.envs.registry import make
 
         env = make(env, **kwargs)
-    return SingleAgentEnv(env, agent_id, reward=reward)
+    return SingleAgentEnv(env, agent_id, reward=reward, others=others)
