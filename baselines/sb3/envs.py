@@ -8,18 +8,17 @@ parametrisation; flexenv itself keeps the full spaces):
 - `PlanningVecEnv`: an SB3 `VecEnv` over flexenv's batched `Engine` (all `n_envs` days step at once).
   `role` ("aggregator" or "dso") acts only at its planning steps (one per day for price_driven /
   tariff, `max_rounds` for iterative); all other steps and agents run inside `step` (built-in
-  policies, or callables given in `others`). Action: `n_blocks` values in [-1, 1], one per block of
+  policies). Action: `n_blocks` values in [-1, 1], one per block of
   the day (24 = hourly), the same for every price group / tariff zone; the aggregator's
   `position_adjust` is 0 (its day-ahead position = the prosumers' declared plans). Observation:
   `compact_obs`, the role's day-profile fields averaged to 24 hourly values, plus weekday and round.
   Reward, at the day's last decision: `J_nocontrol − J` (€ of system cost saved against the
   no-control baseline on the same day), 0 at earlier decisions. So the return is the numerator of
   the normalised score.
-- `DayDecision`: the same for the aggregator as a Gymnasium wrapper around flexenv's single-agent
-  view (`flexenv.wrappers.single_agent(..., reward="system")`), for DummyVecEnv / SubprocVecEnv.
+- `DayDecision`: the same as a Gymnasium wrapper around flexenv's single-agent view of the PettingZoo
+  env (`flexenv.wrappers.single_agent(..., reward="system")`), for DummyVecEnv / SubprocVecEnv;
+  `planning_agent` lets a trained planning model act for another agent of that env (joint training).
 - `AgentStepVecEnv`: the single-agent view, step by step, for a whole batch (benchmarks).
-- `SharedProsumerVecEnv`: every prosumer of every batch row is one SB3 env: one shared policy
-  (parameter sharing) drives all prosumers; aggregator and DSO built-in.
 
 Episode seeds are drawn below `TRAIN_SEED_MAX` (test days of the leaderboard are ≥ 1,000,000).
 """
@@ -151,7 +150,7 @@ class PlanningVecEnv(_BaseVecEnv):
     otherwise seeds are drawn from `seed` below TRAIN_SEED_MAX."""
 
     def __init__(self, env_id: str, role: str = "aggregator", n_envs: int = 8, n_blocks: int = HOURS,
-                 seed: int = 0, others: dict | None = None, days: list[int] | None = None, **scenario_overrides):
+                 seed: int = 0, days: list[int] | None = None, **scenario_overrides):
         if role not in DECISION_PHASE:
             raise ValueError(f"role {role!r}: choose 'aggregator' or 'dso'")
         self.scenario = scenario_for(env_id, **scenario_overrides)
@@ -162,7 +161,6 @@ class PlanningVecEnv(_BaseVecEnv):
         if PRICE_FIELD[role] not in self.engine.action_layout[role]:
             raise ValueError(f"{env_id}: the {role} sends no {PRICE_FIELD[role]} signal")
         self.actors = builtin_others(self.engine)
-        self.actors.update(others or {})
         self.rng = np.random.default_rng(seed)
         self.days = list(days) if days is not None else None
         self._next_day = 0
@@ -213,27 +211,33 @@ class PlanningVecEnv(_BaseVecEnv):
 
 
 # ------------------------------------------------------------------------------- gymnasium view
-class DayDecision(gymnasium.Wrapper):
-    """The aggregator's day as one decision, on flexenv's single-agent view (reward="system").
+AGENT_ID = {"aggregator": "aggregator_1", "dso": "dso"}
 
-    Same observation, action and reward as `PlanningVecEnv(role="aggregator")` for one-round links;
-    works with SB3's DummyVecEnv and SubprocVecEnv. `reset(seed=s)` makes day `s` the episode (flexenv's
-    view: the seed is the episode seed; seeds it draws itself stay below the test days)."""
+
+class DayDecision(gymnasium.Wrapper):
+    """The aggregator's or the DSO's day as planning decisions, on flexenv's single-agent view
+    (`flexenv.wrappers.single_agent(env, "aggregator_1" or "dso", reward="system")`).
+
+    Same observation, action and reward as `PlanningVecEnv(role=...)`; works with SB3's DummyVecEnv and
+    SubprocVecEnv. `reset(seed=s)` makes day `s` the episode (flexenv's view: the seed is the episode
+    seed; seeds it draws itself stay below the test days)."""
 
     def __init__(self, view, n_blocks: int = HOURS):
         super().__init__(view)
         self.engine = view.env.engine
-        if view.agent_id != "aggregator_1" or view.reward_kind != "system":
-            raise ValueError("DayDecision wraps single_agent(env_id, 'aggregator_1', reward='system')")
+        roles = {agent: role for role, agent in AGENT_ID.items()}
+        if view.agent_id not in roles or view.reward_kind != "system":
+            raise ValueError("DayDecision wraps single_agent(env, 'aggregator_1' or 'dso', reward='system')")
+        self.role = roles[view.agent_id]
         self.n_blocks = n_blocks
-        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (compact_obs_size(self.engine, "aggregator"),), np.float32)
+        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (compact_obs_size(self.engine, self.role),), np.float32)
         self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (n_blocks,), np.float32)
         self._zero = np.zeros(view.action_space.shape, np.float32)
 
     def _advance(self, obs, cost):
         e = self.engine
         info = {}
-        while not e.done and e.current.phase != "agg_plan":
+        while not e.done and e.current.phase != DECISION_PHASE[self.role]:
             obs, reward, _, _, info = self.env.step(self._zero)
             cost -= reward
         return obs, cost, info
@@ -241,10 +245,10 @@ class DayDecision(gymnasium.Wrapper):
     def reset(self, *, seed=None, options=None):
         obs, info = self.env.reset(seed=seed, options=options)
         obs, self._cost, _ = self._advance(obs, 0.0)
-        return compact_obs(self.engine, "aggregator", obs[None])[0], info
+        return compact_obs(self.engine, self.role, obs[None])[0], info
 
     def step(self, action):
-        full = expand_action(self.engine, "aggregator", np.asarray(action)[None])[0].astype(np.float32)
+        full = expand_action(self.engine, self.role, np.asarray(action)[None])[0].astype(np.float32)
         obs, reward, _, _, info = self.env.step(full)
         obs, cost, last = self._advance(obs, self._cost - reward)
         self._cost = cost
@@ -252,12 +256,30 @@ class DayDecision(gymnasium.Wrapper):
         if "episode" in info:  # flexenv's episode KPIs; SB3 reserves info["episode"] for Monitor
             info["episode_kpis"] = info.pop("episode")
         done = self.engine.done
-        out = compact_obs(self.engine, "aggregator", obs[None])[0]
+        out = compact_obs(self.engine, self.role, obs[None])[0]
         if not done:
             return out, 0.0, False, False, info
-        j_base = float(nocontrol_costs(self.engine.scenario, [self.env.env.episode_seed])[0])
-        info.update(j_eur=cost, j_nocontrol_eur=j_base, day_seed=self.env.env.episode_seed)
+        day_seed = self.env.env.episode_seed
+        j_base = float(nocontrol_costs(self.engine.scenario, [day_seed])[0])
+        info.update(j_eur=cost, j_nocontrol_eur=j_base, day_seed=day_seed)
         return out, j_base - cost, True, False, info
+
+
+def planning_agent(env, role: str, models: dict):
+    """An `others` entry of `flexenv.wrappers.single_agent` / `learners` on the PettingZoo env `env`:
+    `models[role]` (an SB3 planning model, looked up at every call, so it may be filled in or keep
+    training later) acts at the role's planning steps through the block parametrisation; the
+    role's built-in policy acts at every other step and while `models` has no entry for it."""
+
+    def act(obs):
+        model = models.get(role)
+        engine = env.engine
+        if model is None or engine.current.phase != DECISION_PHASE[role]:
+            return env.builtin[role](obs[None])[0].astype(np.float32)
+        blocks, _ = model.predict(compact_obs(engine, role, obs[None]), deterministic=True)
+        return expand_action(engine, role, blocks)[0].astype(np.float32)
+
+    return act
 
 
 # ------------------------------------------------------------------------------- step by step
@@ -265,7 +287,7 @@ class AgentStepVecEnv(_BaseVecEnv):
     """The single-agent view of `role` for `n_envs` days at once: one engine step per VecEnv step,
     the full raw action and observation, every other actor built-in. reward "system": minus the
     step's system cost; "money": the role's own money (summed over prosumers for role "prosumer" is
-    not offered: use SharedProsumerVecEnv)."""
+    not offered: see `flexenv.wrappers.learners` with SuperSuit)."""
 
     def __init__(self, env_id: str, role: str = "aggregator", n_envs: int = 8, reward: str = "system", seed: int = 0):
         self.scenario = scenario_for(env_id)
@@ -297,65 +319,3 @@ class AgentStepVecEnv(_BaseVecEnv):
             return self._raw[self.role], reward, np.zeros(n, bool), [{} for _ in range(n)]
         infos = [{"terminal_observation": self._raw[self.role][b], "j_eur": float(e.system_cost_eur()[b])} for b in range(n)]
         return self.reset(), reward, np.ones(n, bool), infos
-
-
-class SharedProsumerVecEnv(_BaseVecEnv):
-    """Parameter sharing: each of the `n_days × P` prosumers is one SB3 env driven by the same policy.
-
-    One engine step per VecEnv step; prosumers act with their raw setpoint action (ignored in
-    planning steps). Reward per prosumer: "money" (own bill, fees, penalties and lost comfort, €) or
-    "system" (minus the step's system cost shared equally by the P prosumers). Aggregator and DSO
-    are built-in."""
-
-    def __init__(self, env_id: str, n_days: int = 4, reward: str = "system", seed: int = 0, **scenario_overrides):
-        self.scenario = scenario_for(env_id, **scenario_overrides)
-        self.engine = Engine(self.scenario, batch_size=n_days)
-        if not self.engine.prosumer_link.prosumers_are_agents:
-            raise ValueError(f"{env_id}: prosumers are not agents in this link")
-        self.n_days, self.P, self.reward_kind = n_days, self.engine.P, reward
-        self.actors = builtin_others(self.engine)
-        self.rng = np.random.default_rng(seed)
-        e = self.engine
-        obs_space = gymnasium.spaces.Box(-1e3, 1e3, (e.obs_layout["prosumer"].size,), np.float32)
-        act_space = gymnasium.spaces.Box(-1.0, 1.0, (e.action_layout["prosumer"].size,), np.float32)
-        super().__init__(n_days * self.P, obs_space, act_space)
-
-    def reset(self):
-        self.day_seeds = self._draw_seeds(self.n_days)
-        self._raw = self.engine.reset(self.day_seeds)
-        return self._raw["prosumer"].reshape(self.num_envs, -1)
-
-    def step_async(self, actions):
-        self._actions = np.asarray(actions, dtype=np.float64).reshape(self.n_days, self.P, -1)
-
-    def step_wait(self):
-        e = self.engine
-        acts = all_actions(e, self._raw, self.actors)
-        acts["prosumer"] = self._actions
-        self._raw, rewards, info = e.step(acts)
-        if self.reward_kind == "system":
-            r = np.repeat(-info["system_cost_eur"][:, None] / self.P, self.P, axis=1)
-        else:
-            r = rewards["prosumer"]
-        r = np.asarray(r, dtype=np.float32).reshape(-1)
-        n = self.num_envs
-        if not e.done:
-            return self._raw["prosumer"].reshape(n, -1), r, np.zeros(n, bool), [{} for _ in range(n)]
-        j = e.system_cost_eur().copy()
-        final = self._raw["prosumer"].reshape(n, -1)
-        infos = [{"terminal_observation": final[i], "j_eur": float(j[i // self.P]), "day_seed": self.day_seeds[i // self.P]}
-                 for i in range(n)]
-        return self.reset(), r, np.ones(n, bool), infos
-
-
-def model_actor(model, role: str, fallback):
-    """An `others` entry: an SB3 planning model acts for `role` at its planning steps (block
-    parametrisation), `fallback(engine, obs)` at every other step."""
-
-    def act(engine, obs):
-        if engine.current.phase == DECISION_PHASE[role]:
-            blocks, _ = model.predict(compact_obs(engine, role, obs), deterministic=True)
-            return expand_action(engine, role, blocks)
-        return fallback(engine, obs)
-
-    return act

@@ -1,82 +1,145 @@
-"""Prosumers as learners with one shared policy (parameter sharing), max_power link, PPO.
+"""Prosumers as learners with one shared policy (parameter sharing) over the PettingZoo env, PPO.
 
-    python baselines/sb3/train_prosumers_shared.py              # 100k prosumer-steps
+    python baselines/sb3/train_prosumers_shared.py              # 3 seeds × 300k prosumer-steps
     python baselines/sb3/train_prosumers_shared.py --smoke
 
-Every prosumer of every simulated day is one SB3 environment (`baselines.sb3.envs.SharedProsumerVecEnv`
-on flexenv's batched engine, like SuperSuit's PettingZoo → vec-env conversion): one policy sees each
-prosumer's own observation and sets its devices every PTU (battery, EV, heat pump, PV curtailment,
-appliance start). Aggregator (caps) and DSO are rule-based. Reward: "system" (the step's system cost
-shared by the prosumers; benevolent) or "money" (own bill and comfort). The baseline they must beat
-is the energy box (an EMS optimising each home's day): a hard one.
+The PettingZoo way: `flexenv.wrappers.learners(env, "prosumers")` is the ParallelEnv of the prosumers
+alone (aggregator and DSO built-in, max_power link: the aggregator sends caps); every prosumer has
+the same spaces, so SuperSuit's `pettingzoo_env_to_vec_env_v1` makes each one a slot of an SB3
+VecEnv and `concat_vec_envs_v1` stacks `--copies` environments. One PPO policy sees each prosumer's
+own observation and sets its devices every PTU (battery, EV, heat pump, PV curtailment, appliance
+start). Reward "system" (the step's system cost shared by the prosumers: benevolent) or "money" (own
+bill and comfort). The baseline they must beat is the energy box (an EMS that optimises each home's
+day on forecasts): a hard one.
+
+For every seed: train, score on validation days every `--eval-every` prosumer-steps (normalised
+score vs the oracle, batched engine), then on the suite's test days; learning curves (PNG, mean ± std
+over seeds) and result.json. Written to `--out` and, unless `--no-ship`, the curves and result next
+to the checkpoints (the policy itself is not shipped while it is far below the energy boxes).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
+import supersuit as ss
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
+from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecMonitor
 
 from baselines.leaderboard import load_suite
-from baselines.sb3.common import command_line, logger_formats, score_policy, single_thread, versions
-from baselines.sb3.envs import SharedProsumerVecEnv
+from baselines.sb3.common import (
+    CHECKPOINTS,
+    VALIDATION_DAYS,
+    command_line,
+    logger_formats,
+    plot_curves,
+    score_policy,
+    single_thread,
+    summary_stats,
+    versions,
+)
 from baselines.sb3.policy import shared_prosumer_policy
+from flexenv.envs.registry import scenario_for
+from flexenv.wrappers import learners
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--env-id", default="MaxPower-Isolated-Teaching10-v0")
 parser.add_argument("--suite", default="teaching_winter", help="its test days are used (on --env-id)")
-parser.add_argument("--seed", type=int, default=0)
-parser.add_argument("--steps", type=int, default=100_000, help="prosumer-steps (= engine steps × days × prosumers)")
-parser.add_argument("--n-days", type=int, default=4)
+parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+parser.add_argument("--steps", type=int, default=300_000, help="prosumer-steps per seed (env steps × copies × prosumers)")
+parser.add_argument("--copies", type=int, default=4, help="environments stacked by SuperSuit")
+parser.add_argument("--eval-every", type=int, default=50_000)
 parser.add_argument("--reward", default="system", choices=["system", "money"])
 parser.add_argument("--out", default="out/sb3/prosumers_shared")
+parser.add_argument("--name", default="prosumers_shared_ppo")
+parser.add_argument("--ship", action=argparse.BooleanOptionalAction, default=True)
 parser.add_argument("--smoke", action="store_true")
 args = parser.parse_args()
 if args.smoke:
-    args.steps, args.n_days = 2 * 64 * 20, 2
+    args.seeds, args.steps, args.copies, args.eval_every, args.ship = args.seeds[:1], 2 * 64 * 20, 2, 1280, False
 single_thread()
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
+scenario = scenario_for(args.env_id)
+val_days = VALIDATION_DAYS[:2] if args.smoke else VALIDATION_DAYS[:8]
+test_days = load_suite(args.suite).seeds[:2] if args.smoke else load_suite(args.suite).seeds
 
 
-class DayKPIs(BaseCallback):
-    """Logs the system cost of every finished day (kpi/system_cost_eur) and keeps the curve."""
+def shared_vec_env(seed: int):
+    """SB3 VecEnv: every prosumer of `args.copies` PettingZoo envs is one slot (SuperSuit)."""
+    team = learners(args.env_id, "prosumers", reward=args.reward)
+    vec = ss.concat_vec_envs_v1(ss.pettingzoo_env_to_vec_env_v1(team), args.copies, num_cpus=0,
+                                base_class="stable_baselines3")
+    vec.venv.reset(seed=seed)  # SuperSuit's SB3 adapter has no seed(): this seeds copy i's episode stream with seed + i
+    return VecMonitor(vec)
 
-    def __init__(self):
+
+class Curve(BaseCallback):
+    """Every `every` prosumer-steps: the mean episode return per prosumer of the days finished since
+    (€; with reward "system", minus the system cost / prosumers) and the validation score."""
+
+    def __init__(self, every: int):
         super().__init__()
-        self.curve = []
+        self.every, self.next, self.returns, self.curve = every, every, [], []
 
     def _on_step(self):
-        j = [i["j_eur"] for i, d in zip(self.locals["infos"], self.locals["dones"]) if d]
-        if j:
-            self.curve.append({"steps": int(self.num_timesteps), "j_eur": float(np.mean(j))})
-            self.logger.record("kpi/system_cost_eur", float(np.mean(j)))
+        self.returns += [i["episode"]["r"] for i, d in zip(self.locals["infos"], self.locals["dones"]) if d and "episode" in i]
+        if self.num_timesteps >= self.next:
+            self.next += self.every
+            self._record()
         return True
 
+    def _on_training_end(self):
+        if not self.curve or self.curve[-1]["steps"] != self.num_timesteps:
+            self._record()
 
-env = VecMonitor(SharedProsumerVecEnv(args.env_id, n_days=args.n_days, reward=args.reward, seed=args.seed))
-model = PPO("MlpPolicy", env, n_steps=64, batch_size=256, n_epochs=4, gamma=0.99, seed=args.seed, device="cpu",
-            policy_kwargs={"net_arch": [64, 64], "log_std_init": -1.0})
-model.set_logger(configure(str(out), logger_formats()))
-t0 = time.time()
-callback = DayKPIs()
-model.learn(args.steps, callback=callback)
-model.save(out / "prosumer.zip")
+    def _record(self):
+        point = {"steps": int(self.num_timesteps),
+                 "val_score": score_policy(scenario, val_days, shared_prosumer_policy(self.model))["score"]}
+        if self.returns:
+            point["episode_return"] = float(np.mean(self.returns))
+            self.logger.record("kpi/episode_return_per_prosumer_eur", point["episode_return"])
+            self.returns = []
+        self.logger.record("kpi/validation_score_vs_oracle", point["val_score"])
+        self.logger.dump(self.num_timesteps)
+        self.curve.append(point)
 
-suite = load_suite(args.suite)
-days = suite.seeds[:2] if args.smoke else suite.seeds
-scenario = env.venv.scenario
-table = {"energy boxes (rule-based aggregator)": score_policy(scenario, days, "builtin"),
-         "shared PPO prosumers": score_policy(scenario, days, shared_prosumer_policy(model))}
-for name, row in table.items():
-    print(f"{name:>38}: score {row['score']}, J {row['j_mean']:.2f} €/day")
-(out / "result.json").write_text(json.dumps({"command": command_line(), "seed": args.seed, "steps": args.steps, "days": list(days),
-                                             "train_s": round(time.time() - t0, 1), "table": table, "curve": callback.curve,
-                                             "versions": versions()}, indent=2))
+
+runs = []
+for seed in args.seeds:
+    t0 = time.time()
+    set_random_seed(seed)  # torch, numpy, random; not PPO(seed=...), which would call the adapter's missing seed()
+    env = shared_vec_env(seed)
+    model = PPO("MlpPolicy", env, n_steps=128, batch_size=512, n_epochs=4, gamma=0.99, device="cpu",
+                policy_kwargs={"net_arch": [64, 64], "log_std_init": -1.0})
+    model.set_logger(configure(str(out / f"seed{seed}"), logger_formats()))
+    callback = Curve(args.eval_every)
+    model.learn(args.steps, callback=callback)
+    model.save(out / f"seed{seed}.zip")
+    test = score_policy(scenario, test_days, shared_prosumer_policy(model))
+    runs.append({"seed": seed, "train_s": round(time.time() - t0, 1), "curve": callback.curve, "test": test})
+    print(f"seed {seed}: {time.time() - t0:.0f} s, validation score {callback.curve[-1]['val_score']:.1f}, "
+          f"test score {test['score']:.1f}, J {test['j_mean']:.2f} €/day")
+
+builtin = score_policy(scenario, test_days, "builtin")
+mean, std = summary_stats([r["test"]["score"] for r in runs])
+val_builtin = score_policy(scenario, val_days, "builtin")["score"]
+plot_curves([r["curve"] for r in runs], out / "curves.png",
+            f"{args.name}: PPO, one policy for all prosumers on {args.env_id} (SuperSuit)",
+            "prosumer-steps", baselines={"val_score": {"energy boxes": val_builtin, "no control": 0.0}})
+result = {"command": command_line(), "config": vars(args), "test_days": list(test_days),
+          "energy_boxes": builtin, "runs": runs, "test_score_mean": mean, "test_score_std": std, "versions": versions()}
+(out / "result.json").write_text(json.dumps(result, indent=2))
+print(f"{args.name}: test score {mean:.1f} ± {std:.1f} over seeds {args.seeds}; energy boxes {builtin['score']:.1f}, "
+      f"J {builtin['j_mean']:.2f} €/day; no control 0")
+if args.ship:
+    shutil.copy(out / "result.json", CHECKPOINTS / f"{args.name}_result.json")
+    shutil.copy(out / "curves.png", CHECKPOINTS / f"{args.name}_curves.png")
