@@ -104,8 +104,10 @@ def test_shipped_checkpoints_load_and_act():
         act = factory(engine)
         obs = engine.reset([5, 6])
         role = entry["role"]
-        while engine.current.phase != DECISION_PHASE[role]:
+        phase = "operate" if entry["kind"] == "shared_prosumer" else DECISION_PHASE[role]
+        while engine.current.phase != phase:
             obs, _, _ = engine.step(act(engine, obs))
         actions = act(engine, obs)[role]
-        assert actions.shape == (2, engine.action_layout[role].size) and np.all(np.abs(actions) <= 1)
+        per_agent = (engine.P,) if role == "prosumer" else ()
+        assert actions.shape == (2, *per_agent, engine.action_layout[role].size) and np.all(np.abs(actions) <= 1)
         assert np.ptp(actions) > 0  # the model acts: not an all-zero (or constant) curve

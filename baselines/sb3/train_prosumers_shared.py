@@ -1,6 +1,6 @@
 """Prosumers as learners with one shared policy (parameter sharing) over the PettingZoo env, PPO.
 
-    python baselines/sb3/train_prosumers_shared.py              # 3 seeds × 300k prosumer-steps
+    python baselines/sb3/train_prosumers_shared.py              # 3 seeds × 1M prosumer-steps, ~2 min each
     python baselines/sb3/train_prosumers_shared.py --smoke
 
 The PettingZoo way: `flexenv.wrappers.learners(env, "prosumers")` is the ParallelEnv of the prosumers
@@ -8,14 +8,16 @@ alone (aggregator and DSO built-in, max_power link: the aggregator sends caps); 
 the same spaces, so SuperSuit's `pettingzoo_env_to_vec_env_v1` makes each one a slot of an SB3
 VecEnv and `concat_vec_envs_v1` stacks `--copies` environments. One PPO policy sees each prosumer's
 own observation and sets its devices every PTU (battery, EV, heat pump, PV curtailment, appliance
-start). Reward "system" (the step's system cost shared by the prosumers: benevolent) or "money" (own
-bill and comfort). The baseline they must beat is the energy box (an EMS that optimises each home's
-day on forecasts): a hard one.
+start). Reward "money" (default: each prosumer's own bill, fees and lost comfort, as in flexenv) or
+"system" (the step's system cost shared by the prosumers: benevolent; it learns far more slowly,
+since each prosumer's credit is diluted by the others'). The baseline is the energy box (an EMS
+that optimises each home's day on forecasts against the aggregator's caps).
 
 For every seed: train, score on validation days every `--eval-every` prosumer-steps (normalised
 score vs the oracle, batched engine), then on the suite's test days; learning curves (PNG, mean ± std
-over seeds) and result.json. Written to `--out` and, unless `--no-ship`, the curves and result next
-to the checkpoints (the policy itself is not shipped while it is far below the energy boxes).
+over seeds) and result.json. Written to `--out`; unless `--no-ship`, the seed with the best validation
+score is shipped to baselines/checkpoints with its manifest entry (leaderboard suite
+`teaching_max_power`: `flexenv leaderboard teaching_max_power --policy baselines.sb3.policy:prosumers_shared_ppo`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from baselines.sb3.common import (
     score_policy,
     single_thread,
     summary_stats,
+    update_manifest,
     versions,
 )
 from baselines.sb3.policy import shared_prosumer_policy
@@ -52,12 +55,12 @@ from flexenv.wrappers import learners
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--env-id", default="MaxPower-Isolated-Teaching10-v0")
-parser.add_argument("--suite", default="teaching_winter", help="its test days are used (on --env-id)")
+parser.add_argument("--suite", default="teaching_max_power", help="its test days are used (on --env-id)")
 parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-parser.add_argument("--steps", type=int, default=300_000, help="prosumer-steps per seed (env steps × copies × prosumers)")
+parser.add_argument("--steps", type=int, default=1_000_000, help="prosumer-steps per seed (env steps × copies × prosumers)")
 parser.add_argument("--copies", type=int, default=4, help="environments stacked by SuperSuit")
-parser.add_argument("--eval-every", type=int, default=50_000)
-parser.add_argument("--reward", default="system", choices=["system", "money"])
+parser.add_argument("--eval-every", type=int, default=100_000)
+parser.add_argument("--reward", default="money", choices=["money", "system"])
 parser.add_argument("--out", default="out/sb3/prosumers_shared")
 parser.add_argument("--name", default="prosumers_shared_ppo")
 parser.add_argument("--ship", action=argparse.BooleanOptionalAction, default=True)
@@ -125,7 +128,8 @@ for seed in args.seeds:
     model.learn(args.steps, callback=callback)
     model.save(out / f"seed{seed}.zip")
     test = score_policy(scenario, test_days, shared_prosumer_policy(model))
-    runs.append({"seed": seed, "train_s": round(time.time() - t0, 1), "curve": callback.curve, "test": test})
+    runs.append({"seed": seed, "train_s": round(time.time() - t0, 1), "curve": callback.curve, "test": test,
+                 "val_score": callback.curve[-1]["val_score"]})
     print(f"seed {seed}: {time.time() - t0:.0f} s, validation score {callback.curve[-1]['val_score']:.1f}, "
           f"test score {test['score']:.1f}, J {test['j_mean']:.2f} €/day")
 
@@ -141,5 +145,17 @@ result = {"command": command_line(), "config": vars(args), "test_days": list(tes
 print(f"{args.name}: test score {mean:.1f} ± {std:.1f} over seeds {args.seeds}; energy boxes {builtin['score']:.1f}, "
       f"J {builtin['j_mean']:.2f} €/day; no control 0")
 if args.ship:
+    best = max(runs, key=lambda r: r["val_score"])  # chosen on validation days, not on test days
+    shutil.copy(out / f"seed{best['seed']}.zip", CHECKPOINTS / f"{args.name}.zip")
     shutil.copy(out / "result.json", CHECKPOINTS / f"{args.name}_result.json")
     shutil.copy(out / "curves.png", CHECKPOINTS / f"{args.name}_curves.png")
+    update_manifest({
+        "name": args.name, "env_id": args.env_id, "role": "prosumer", "algorithm": "PPO", "kind": "shared_prosumer",
+        "files": {"prosumer": f"{args.name}.zip"}, "command": command_line(), "seed": best["seed"], "steps": args.steps,
+        "steps_unit": "prosumer-steps (one per prosumer and environment step), all prosumers sharing one policy",
+        "reward": args.reward, "suite": args.suite, "test_days": list(test_days),
+        "score": best["test"]["score"], "score_spread": std,
+        "score_all_seeds": {str(r["seed"]): r["test"]["score"] for r in runs}, "validation_score": best["val_score"],
+        "baselines": {"energy boxes": builtin["score"], "no control": 0.0},
+        "curves": f"{args.name}_curves.png", "versions": result["versions"],
+    })
