@@ -41,6 +41,7 @@ def test_train_tariff_joint_smoke(tmp_path):
     result = json.loads((tmp_path / "result.json").read_text())
     assert np.isfinite(result["runs"][0]["test"]["both learned"]["score"])
     assert (tmp_path / "curves_dso.png").stat().st_size > 1000
+    assert "| tariff_joint_ppo | PriceDriven-Tariff-Teaching10-v0 | aggregator + DSO |" in run("baselines/sb3/report.py", tmp_path)
 
 
 def test_train_prosumers_shared_smoke(tmp_path):
@@ -49,6 +50,7 @@ def test_train_prosumers_shared_smoke(tmp_path):
     result = json.loads((tmp_path / "result.json").read_text())
     assert [p["steps"] for p in result["runs"][0]["curve"]] == [1280, 2560]
     assert (tmp_path / "curves.png").stat().st_size > 1000
+    assert "| prosumers_shared_ppo | MaxPower-Isolated-Teaching10-v0 |" in run("baselines/sb3/report.py", tmp_path)
 
 
 @pytest.mark.parametrize("agent", ["aggregator_1", "dso"])

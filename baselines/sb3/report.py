@@ -1,8 +1,9 @@
-"""Markdown table of the SB3 results: `python baselines/sb3/report.py [out/sb3]`.
+"""Markdown table of the SB3 results: `python baselines/sb3/report.py [folder]`.
 
-Reads `baselines/checkpoints/manifest.json` (shipped checkpoints) and every `result.json` the training
-scripts wrote under the output folder; prints test-day scores (100 · Σ(J_nc − J) / Σ(J_nc − J_oracle))
-of every training seed next to rule-based, random and no control.
+Reads every `*_result.json` the training scripts shipped next to the checkpoints (default:
+baselines/checkpoints; or the `result.json` files of an output folder such as out/sb3) and prints the
+test-day scores (100 · Σ(J_nc − J) / Σ(J_nc − J_oracle); 0 = no control, 100 = oracle) of every
+training seed, with the spread over seeds, next to the built-in baseline of the same days.
 """
 
 import json
@@ -11,25 +12,36 @@ from pathlib import Path
 
 import numpy as np
 
-root = Path(sys.argv[1] if len(sys.argv) > 1 else "out/sb3")
-print("| run | env id | agent | algorithm | decisions / seed | test days | score per seed | mean ± std | rule-based | random | no control |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
-for path in sorted(root.glob("*/result.json")):
-    r = json.loads(path.read_text())
-    if "runs" not in r:
-        continue
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+def rows(r: dict):
+    """(run, env id, learner, algorithm, budget per seed, per-seed test scores, built-in baseline) of one result."""
     c = r["config"]
-    scores = [run["test"]["score"] for run in r["runs"]]
-    per_seed = ", ".join(f"{run['seed']}: {s:.1f}" for run, s in zip(r["runs"], scores))
-    b = r["baselines"]
-    print(f"| {c['name']} | {c['env_id']} | {c['role']} | {c['algo'].upper()} | {c['decisions']} | {len(r['test_days'])} "
-          f"({r['test_days'][0]}..) | {per_seed} | {np.mean(scores):.1f} ± {np.std(scores):.1f} | "
-          f"{b['rule-based']['score']:.1f} | {b['random']['score']:.1f} | 0 |")
-for path in sorted(root.glob("*/result.json")):
-    r = json.loads(path.read_text())
-    if "table" in r:
-        print(f"\n`{r['command']}` (seed {r['seed']}, days {r['days'][0]}..{r['days'][-1]}):\n")
-        print("| policy | score vs oracle | J € / day |\n|---|---|---|")
-        for name, row in r["table"].items():
-            s = "—" if row["score"] is None else f"{row['score']:.1f}"
-            print(f"| {name} | {s} | {row['j_mean']:.2f} |")
+    if "decisions" in c:  # train_planning.py
+        scores = [run["test"]["score"] for run in r["runs"]]
+        base = f"rule-based {r['baselines']['rule-based']['score']:.1f}, random {r['baselines']['random']['score']:.1f}"
+        return c["name"], c["env_id"], c["role"], c["algo"].upper(), f"{c['decisions']} decisions", scores, base
+    if "alternations" in c:  # train_tariff_joint.py
+        scores = [run["test"]["both learned"]["score"] for run in r["runs"]]
+        budget = f"{c['alternations']} × {c['chunk']} decisions each"
+        return c["name"], c["env_id"], "aggregator + DSO", "PPO (independent)", budget, scores, \
+            f"rule-based {r['rule_based']['score']:.1f}"
+    scores = [run["test"]["score"] for run in r["runs"]]  # train_prosumers_shared.py
+    return c["name"], c["env_id"], f"prosumers (shared, reward {c['reward']})", "PPO", f"{c['steps']:,} prosumer-steps", \
+        scores, f"energy boxes {r['energy_boxes']['score']:.1f}"
+
+
+if __name__ == "__main__":
+    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else CHECKPOINTS
+    paths = sorted(folder.glob("*_result.json")) or sorted(folder.glob("*/result.json")) or sorted(folder.glob("result.json"))
+    print("| run | env id | learner | algorithm | budget / seed | test days | score per seed | mean ± std | built-in | no control |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for path in paths:
+        r = json.loads(path.read_text())
+        if "runs" not in r or "config" not in r:
+            continue
+        name, env_id, learner, algo, budget, scores, base = rows(r)
+        per_seed = ", ".join(f"{run['seed']}: {s:.1f}" for run, s in zip(r["runs"], scores))
+        print(f"| {name} | {env_id} | {learner} | {algo} | {budget} | {len(r['test_days'])} ({r['test_days'][0]}..) | "
+              f"{per_seed} | {np.mean(scores):.1f} ± {np.std(scores):.1f} | {base} | 0 |")
