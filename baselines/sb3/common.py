@@ -31,13 +31,13 @@ def single_thread() -> None:
 
 
 def versions() -> dict:
+    import subprocess
+
     import gymnasium
     import stable_baselines3
     import torch
 
     import flexenv
-
-    import subprocess
 
     try:  # the environment's dynamics change with flexenv's code: record the commit trained on
         root = Path(flexenv.__file__).resolve().parents[1]
