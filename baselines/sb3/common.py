@@ -133,7 +133,8 @@ class KPICallback(BaseCallback):
         self.logger.dump(self.num_timesteps)
 
 
-def plot_curves(curves: list[list[dict]], path: Path, title: str, x_label: str, baselines: dict | None = None) -> None:
+def plot_curves(curves: list[list[dict]], path: Path, title: str, x_label: str, baselines: dict | None = None,
+                return_label: str = "episode return: € saved vs no control / day") -> None:
     """Episode return and validation score vs training steps, mean ± std over seeds (one curve per seed)."""
     import matplotlib
 
@@ -141,7 +142,7 @@ def plot_curves(curves: list[list[dict]], path: Path, title: str, x_label: str, 
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
-    for ax, key, label in ((axes[0], "episode_return", "episode return: € saved vs no control / day"),
+    for ax, key, label in ((axes[0], "episode_return", return_label),
                            (axes[1], "val_score", "validation score vs oracle (100 = oracle)")):
         grid = sorted({p["steps"] for c in curves for p in c if key in p})
         if not grid:

@@ -138,9 +138,10 @@ mean, std = summary_stats([r["test"]["score"] for r in runs])
 val_builtin = score_policy(scenario, val_days, "builtin")["score"]
 plot_curves([r["curve"] for r in runs], out / "curves.png",
             f"{args.name}: PPO, one policy for all prosumers on {args.env_id} (SuperSuit)",
-            "prosumer-steps", baselines={"val_score": {"energy boxes": val_builtin, "no control": 0.0}})
+            "prosumer-steps", baselines={"val_score": {"energy boxes": val_builtin, "no control": 0.0}},
+            return_label="episode return per prosumer, €/day")
 result = {"command": command_line(), "config": vars(args), "test_days": list(test_days),
-          "energy_boxes": builtin, "runs": runs, "test_score_mean": mean, "test_score_std": std, "versions": versions()}
+          "energy_boxes": builtin, "energy_boxes_validation_score": val_builtin, "runs": runs, "test_score_mean": mean, "test_score_std": std, "versions": versions()}
 (out / "result.json").write_text(json.dumps(result, indent=2))
 print(f"{args.name}: test score {mean:.1f} ± {std:.1f} over seeds {args.seeds}; energy boxes {builtin['score']:.1f}, "
       f"J {builtin['j_mean']:.2f} €/day; no control 0")
