@@ -106,6 +106,7 @@ class Engine:
 
         self.action_layout = self._action_layouts()
         self.obs_layout = self._obs_layouts()
+        self._observation_offsets()
         self.k = 0
 
     # ------------------------------------------------------------------------------ construction
@@ -747,47 +748,32 @@ class Engine:
         """Observations for the next step: {"prosumer": (B, P, O), "aggregator": (B, O), "dso": (B, O)} float32.
 
         Fields that change only at planning (day-ahead curves, plans, tariffs) are rewritten only
-        when they change; the rest every step."""
+        when they change; the rest every step. The per-step part writes slices at precomputed
+        offsets: at small prosumer counts the fixed cost per numpy call is most of a step."""
         B, P, T = self.B, self.P, self.ppd
         if self._obs_version != self._plan_version:
             self._write_day_fields()
             self._obs_version = self._plan_version
-        buf = self._obs_buf
-        step = self.schedule[min(self.k, self.n_steps - 1)]
+        buf, at = self._obs_buf, self._obs_at
+        k = min(self.k, self.n_steps - 1)
+        step = self.schedule[k]
+        operating = self.signals is not None and step.phase == "operate"
         t = step.index if step.phase == "operate" else 0
         g = self.day * T + t
         d = self.day
-        weekday = self.grid.weekday[d]
-        time = np.array([np.sin(2 * np.pi * t / T), np.cos(2 * np.pi * t / T), np.sin(2 * np.pi * weekday / 7),
-                         np.cos(2 * np.pi * weekday / 7), t / T, d / self.n_days])
-        phase = np.zeros(len(PHASES))
-        phase[PHASES.index(step.phase)] = 1.0
-        rounds = step.index / max(1, self.prosumer_link.planning_rounds) if step.phase == "agg_plan" else 0.0
-        for role, layout in self.obs_layout.items():
-            vec = buf[role]
-            vec[..., layout.fields["time"].start : layout.fields["time"].stop] = time
-            vec[..., layout.fields["phase"].start : layout.fields["phase"].stop] = phase
-            vec[..., layout.fields["round"].start] = rounds
-        scale = POSITION_SCALE_KW_PER_PROSUMER * P
-        light = np.eye(4)[self.traffic_light]
-        operating = self.signals is not None and step.phase == "operate"
-        plan = self.plan_actions(t) if operating else None
+        header = self._obs_header(k, step, t, d)
+        for vec in buf.values():  # time, phase and round: the first fields of every layout
+            vec[..., :header.size] = header
+        light = self._eye4[self.traffic_light]
 
         # prosumers
-        lay, vec = self.obs_layout["prosumer"], buf["prosumer"]
-        ahead = np.minimum(t + np.arange(OBS_HORIZON_PTU), T - 1)
-        if self.signals is not None:
-            lay.write(vec, "import_price", self.signals.import_price[:, :, ahead])
-            lay.write(vec, "export_price", self.signals.export_price[:, :, ahead])
-            lay.write(vec, "import_cap", self._day_cap_obs[:, :, ahead])
-        else:  # before the day's signals exist (planning), nothing is known: not yesterday's values
-            for name in ("import_price", "export_price", "import_cap"):
-                lay.write(vec, name, 0.0)
-        lay.write(vec, "load_forecast", self._day_load_obs[:, :, ahead])
-        lay.write(vec, "pv_forecast", self._day_pv_obs[:, :, ahead])
+        vec = buf["prosumer"]
+        ahead = self._ahead[t]
+        # prices, caps and forecasts of the next PTUs: one gather from the day's stacked fields
+        vec[..., at["ahead"]] = self._day_ahead_obs[:, :, :, ahead].reshape(B, P, -1)
         present_ev = (self.ev_arrival[:, :, d] <= t) & (t < self.ev_departure[:, :, d])
         pending = (self.app_start < 0) & (self.app_earliest[:, :, d] < T)
-        devices = lay.view(vec, "devices")  # static columns were written at reset
+        devices = self._obs_devices  # a view of the buffer; static columns were written at reset
         devices[..., 3] = self.battery_kwh * self._inv_battery_kwh
         devices[..., 6] = present_ev
         devices[..., 7] = self.ev_need_kwh * self._inv_ev_kwh * present_ev
@@ -796,35 +782,70 @@ class Engine:
         devices[..., 11] = self.t_out_degc[:, g, None] / 20.0
         devices[..., 13] = pending
         devices[..., 14] = np.where(pending, np.maximum(self.app_latest[:, :, d] - t, 0) * self.dt_h / 24.0, 0.0)
-        lay.write(vec, "devices", devices)
-        lay.write(vec, "plan", plan if operating else 0.0)
-        lay.write(vec, "last_net", self.last_net_kw[:, :, None] / 10.0)
+        plan = self._day_plan_obs(t) if operating else 0.0
+        vec[..., at["prosumer_plan"]] = plan
+        vec[..., at["last_net"]] = self.last_net_kw / 10.0
 
         # aggregator
-        lay, vec = self.obs_layout["aggregator"], buf["aggregator"]
+        vec = buf["aggregator"]
         g_last = max(g - 1, 0)
-        lay.write(vec, "last", np.stack([self.last_net_kw.sum(axis=1) / scale, self.imbalance_short[:, g_last],
-                                         self.imbalance_long[:, g_last]], axis=-1))
-        lay.write(vec, "traffic_light", light)
-        if "plan" in lay:
-            lay.write(vec, "plan", plan if operating else 0.0)
-            lay.write(vec, "states", devices[:, :, [3, 7, 10, 13]])
+        last = at["last"]
+        vec[:, last] = self.last_net_kw.sum(axis=1) / (POSITION_SCALE_KW_PER_PROSUMER * P)
+        vec[:, last + 1] = self.imbalance_short[:, g_last]
+        vec[:, last + 2] = self.imbalance_long[:, g_last]
+        vec[:, at["aggregator_light"]] = light
+        if "aggregator_plan" in at:
+            vec[:, at["aggregator_plan"]] = np.broadcast_to(plan, (B, P, len(DEVICE_ORDER))).reshape(B, -1)
+            vec[:, at["states"]] = devices[:, :, self._state_columns].reshape(B, -1)
 
         # DSO
-        lay, vec = self.obs_layout["dso"], buf["dso"]
-        rating = self.trafo_rating_kva
-        lay.write(vec, "voltage", (self.last_vm_pu[:, self.lv_bus] - 1.0) * 10.0)
-        lay.write(vec, "line_loading", self.last_line_loading / 100.0)
-        lay.write(vec, "trafo_loading", self.last_trafo_loading[:, None] / 100.0)
-        lay.write(vec, "traffic_light", light)
-        lay.write(vec, "zone_net", self.zone_sums(self.last_net_kw) / rating)
-        return {role: np.clip(v, -OBS_BOUND, OBS_BOUND).astype(np.float32) for role, v in buf.items()}
+        vec = buf["dso"]
+        vec[:, at["voltage"]] = (self.last_vm_pu[:, self._lv_bus_index] - 1.0) * 10.0
+        vec[:, at["line_loading"]] = self.last_line_loading / 100.0
+        vec[:, at["trafo_loading"]] = self.last_trafo_loading / 100.0
+        vec[:, at["dso_light"]] = light
+        vec[:, at["zone_net"]] = self.zone_sums(self.last_net_kw) / self.trafo_rating_kva
+        # clipped into fresh float32 arrays (the caller may keep them); min/max as np.clip, NaN included
+        out = {}
+        for role, v in buf.items():
+            o = np.empty(v.shape, dtype=np.float32)
+            np.minimum(np.maximum(v, -OBS_BOUND, out=self._obs_tmp[role]), OBS_BOUND, out=o, casting="unsafe")
+            out[role] = o
+        return out
+
+    def _obs_header(self, k: int, step: Step, t: int, d: int) -> np.ndarray:
+        """Time, phase one-hot and round of step `k`: the first fields of every observation; cached per
+        step and weekday (the same in every episode)."""
+        weekday = self._weekday[d]
+        key = (k, int(weekday))
+        header = self._header_cache.get(key)
+        if header is None:
+            T = self.ppd
+            time = np.array([np.sin(2 * np.pi * t / T), np.cos(2 * np.pi * t / T), np.sin(2 * np.pi * weekday / 7),
+                             np.cos(2 * np.pi * weekday / 7), t / T, d / self.n_days])
+            phase = np.zeros(len(PHASES))
+            phase[PHASES.index(step.phase)] = 1.0
+            rounds = step.index / max(1, self.prosumer_link.planning_rounds) if step.phase == "agg_plan" else 0.0
+            header = np.concatenate([time, phase, [rounds]])
+            self._header_cache[key] = header
+        return header
+
+    def _day_plan_obs(self, t: int) -> np.ndarray:
+        """(B, P, 5) `plan_actions(t)`, encoded for the whole day at once when the day's plans change."""
+        if self._day_plan_actions is None:
+            T, steps = self.ppd, self.day_steps
+            start_now = self.plan_start[:, :, None] == np.arange(T)
+            scale = {name: v[:, None] for name, v in self.setpoint_scale.items()}  # (P, 1): broadcast over PTUs
+            # elementwise, so each PTU's values equal plan_actions(t)'s bit for bit
+            self._day_plan_actions = lk.encode_setpoints(self.plan_requests, scale, self.pv_forecast_kw[:, :, steps], start_now)
+        return self._day_plan_actions[:, :, t, :]
 
     def _allocate_observations(self) -> None:
         """Observation buffers of the episode, with the fields that never change written once."""
         B, P = self.B, self.P
         self._obs_buf = {role: np.zeros((B, P, lay.size) if role == "prosumer" else (B, lay.size))
                          for role, lay in self.obs_layout.items()}
+        self._obs_tmp = {role: np.empty_like(v) for role, v in self._obs_buf.items()}
         fl = self.fleet
         devices = np.zeros((B, P, 15))
         static = {0: fl.has_pv, 1: fl.pv_kwp / 10, 2: fl.has_battery, 4: self.battery.capacity_kwh / 20, 5: fl.has_ev,
@@ -832,18 +853,59 @@ class Engine:
         for column, values in static.items():
             devices[..., column] = values
         self.obs_layout["prosumer"].write(self._obs_buf["prosumer"], "devices", devices)
+        self._obs_devices = self.obs_layout["prosumer"].view(self._obs_buf["prosumer"], "devices")
         self._inv_battery_kwh = np.divide(1.0, self.battery.capacity_kwh, out=np.zeros(P), where=self.battery.capacity_kwh > 0)
         self._inv_ev_kwh = np.divide(1.0, self.ev.capacity_kwh, out=np.zeros(P), where=self.ev.capacity_kwh > 0)
         self._inv_band_k = 1.0 / np.maximum(self.heat_pump.t_max_degc - self.heat_pump.t_min_degc, 1e-9)
+        self._weekday = self.grid.weekday
         self._obs_version = -1
+        self._day_plan_actions = None
+
+    def _observation_offsets(self) -> None:
+        """Slices and indices of the fields `observe` writes every step (fixed by the layouts)."""
+        lay = self.obs_layout
+        for role_layout in lay.values():  # observe writes the common header as one block
+            assert [f.name for f in list(role_layout.fields.values())[:3]] == ["time", "phase", "round"]
+        sl = lambda role, name: slice(lay[role].fields[name].start, lay[role].fields[name].stop)
+        pro = lay["prosumer"].fields
+        ahead_fields = ("import_price", "export_price", "import_cap", "load_forecast", "pv_forecast")
+        for a, b in zip(ahead_fields, ahead_fields[1:]):  # contiguous, in this order: one slice
+            assert pro[a].stop == pro[b].start
+        at = {
+            "ahead": slice(pro[ahead_fields[0]].start, pro[ahead_fields[-1]].stop),
+            "prosumer_plan": sl("prosumer", "plan"), "last_net": pro["last_net"].start,
+            "last": lay["aggregator"].fields["last"].start, "aggregator_light": sl("aggregator", "traffic_light"),
+            "voltage": sl("dso", "voltage"), "line_loading": sl("dso", "line_loading"),
+            "trafo_loading": lay["dso"].fields["trafo_loading"].start, "dso_light": sl("dso", "traffic_light"),
+            "zone_net": sl("dso", "zone_net"),
+        }
+        if "plan" in lay["aggregator"]:
+            at["aggregator_plan"] = sl("aggregator", "plan")
+            at["states"] = sl("aggregator", "states")
+        self._obs_at = at
+        T = self.ppd
+        self._ahead = [np.minimum(t + np.arange(OBS_HORIZON_PTU), T - 1) for t in range(T)]
+        self._state_columns = np.array([3, 7, 10, 13])
+        self._lv_bus_index = np.flatnonzero(self.lv_bus)
+        self._eye4 = np.eye(4)
+        self._header_cache = {}
 
     def _write_day_fields(self) -> None:
         """Fields that change only when a day starts or a planning step happens."""
         steps, buf = self.day_steps, self._obs_buf
         scale = POSITION_SCALE_KW_PER_PROSUMER * self.P
-        self._day_load_obs = self.load_forecast_kw[:, :, steps] / 10.0
-        self._day_pv_obs = self.pv_forecast_kw[:, :, steps] / 10.0
-        self._day_cap_obs = np.minimum(self.day_ahead_cap, 50.0) / 50.0
+        B, P, T = self.B, self.P, self.ppd
+        # prosumers: import/export price, cap, load and PV forecast of every PTU of the day, stacked
+        # in the layout's order; before the day's signals exist (planning) nothing is known of the first three
+        day = np.zeros((B, P, 5, T))
+        if self.signals is not None:
+            day[:, :, 0] = self.signals.import_price
+            day[:, :, 1] = self.signals.export_price
+            day[:, :, 2] = np.minimum(self.day_ahead_cap, 50.0) / 50.0
+        day[:, :, 3] = self.load_forecast_kw[:, :, steps] / 10.0
+        day[:, :, 4] = self.pv_forecast_kw[:, :, steps] / 10.0
+        self._day_ahead_obs = day
+        self._day_plan_actions = None  # plans may have changed: encoded again when next needed
         lay, vec = self.obs_layout["aggregator"], buf["aggregator"]
         lay.write(vec, "day_ahead", self.day_ahead[:, steps])
         lay.write(vec, "load_forecast", self.load_forecast_kw[:, :, steps].sum(axis=1) / scale)
