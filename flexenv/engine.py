@@ -107,6 +107,7 @@ class Engine:
         self.action_layout = self._action_layouts()
         self.obs_layout = self._obs_layouts()
         self._observation_offsets()
+        self._operate_constants()
         self.k = 0
 
     # ------------------------------------------------------------------------------ construction
@@ -496,6 +497,20 @@ class Engine:
             power[:, :, t], net[:, :, t] = out[4], out[5]
         return net, power, state[3]
 
+    def _operate_constants(self) -> None:
+        """What every operate step uses and never changes (computed once: small numpy calls are most of a step)."""
+        B, P = self.B, self.P
+        self._tan_phi = np.tan(np.arccos(self.fleet.power_factor))
+        tl = self.scenario.links.dso.traffic_light
+        self._light_bins = np.array([tl.yellow_pct, tl.orange_pct, tl.red_pct], dtype=np.float64)
+        self._all_controlled = np.zeros((B, P, len(DEVICE_ORDER)), dtype=bool)  # read-only kernel input
+        self._none_controlled = np.ones((B, P, len(DEVICE_ORDER)), dtype=bool)
+        fee_per_kw_month = getattr(self.scenario.links.prosumer, "management_fee_eur_per_kw_month", 0.0)
+        monthly = fee_per_kw_month * self.manageable_kw * self.dt_h / (30.0 * 24.0)
+        self._management_fee = np.broadcast_to(monthly, (B, P)).copy()
+        self._management_fee_per_row = self._management_fee.sum(axis=1)
+        self._kernel_constants = self._kernel_params()
+
     def _kernel_params(self) -> tuple:
         hp = self.heat_pump
         return (*self.battery, self.ev.capacity_kwh, self.ev.p_max_kw, self.ev.eta_charge, self.ev.v2g,
@@ -564,9 +579,9 @@ class Engine:
         pv_avail = self.pv_avail_kw[:, :, g]
 
         # ---- requests: who controls which device
-        nocontrol = np.zeros((B, P, len(DEVICE_ORDER)), dtype=bool)
+        nocontrol = self._all_controlled
         if self.nocontrol:
-            nocontrol[:] = True
+            nocontrol = self._none_controlled
             requests = np.zeros((B, P, len(DEVICE_ORDER)))
             comm["aggregator-prosumers"][0] += P  # meter reading for settlement
             comm["aggregator-prosumers"][1] += P * (HEADER_BYTES + VALUE_BYTES)
@@ -617,7 +632,7 @@ class Engine:
             t, dt, self.load_kw[:, :, g], pv_avail, self.t_out_degc[:, g], self.cop[:, :, g],
             self.ev_arrival[:, :, d], self.ev_departure[:, :, d], self.ev_energy_kwh[:, :, d],
             self.app_earliest[:, :, d], self.app_latest[:, :, d],
-            *self._kernel_params(), self.battery_kwh, self.ev_need_kwh, self.indoor_temp_degc, self.app_start,
+            *self._kernel_constants, self.battery_kwh, self.ev_need_kwh, self.indoor_temp_degc, self.app_start,
             np.ascontiguousarray(requests), nocontrol, np.ascontiguousarray(import_cap), np.ascontiguousarray(export_cap),
         )
         (self.battery_kwh, self.ev_need_kwh, self.indoor_temp_degc, self.app_start, power, net, request_cut,
@@ -629,8 +644,7 @@ class Engine:
         self.last_net_kw = net
 
         # ---- grid
-        tan_phi = np.tan(np.arccos(self.fleet.power_factor))
-        q_kvar = tan_phi * (self.load_kw[:, :, g] + power[:, :, HEAT_PUMP] + power[:, :, APPLIANCE])
+        q_kvar = self._tan_phi * (self.load_kw[:, :, g] + power[:, :, HEAT_PUMP] + power[:, :, APPLIANCE])
         result = powerflow.solve(self.feeder, self.to_buses(net), self.to_buses(q_kvar), v_init=self.v_pu, warn=False)
         ok = result.converged
         self.v_pu = np.where(ok[:, None], result.v_pu, 1.0 + 0j) if not ok.all() else result.v_pu
@@ -641,8 +655,7 @@ class Engine:
         trafo_ratio = result.trafo_loading_pct[:, 0] / fcfg.trafo_loading_max_pct * 100
         worst = np.maximum(line_ratio.max(axis=1, initial=0.0), trafo_ratio)
         overloaded = worst > 100.0
-        tl = self.scenario.links.dso.traffic_light
-        light = np.digitize(worst, [tl.yellow_pct, tl.orange_pct, tl.red_pct])
+        light = np.searchsorted(self._light_bins, worst, side="right")  # np.digitize's own search, without its checks
         light = np.where(voltage_violations > 0, np.maximum(light, 2), light)
         self.traffic_light = light
         self.last_vm_pu, self.last_line_loading = result.vm_pu, result.line_loading_pct
@@ -660,9 +673,8 @@ class Engine:
         elif kind == "gateway" and cfg.billing == "fixed_curve":
             fee_per_kw_month = 0.0
             ledger.pay("fixed_fee", "prosumer", "aggregator", np.full((B, P), cfg.fixed_fee_eur_per_day * dt / 24.0))
-        if fee_per_kw_month:
-            monthly = fee_per_kw_month * self.manageable_kw * dt / (30.0 * 24.0)
-            ledger.pay("management_fee", "prosumer", "aggregator", np.broadcast_to(monthly, (B, P)).copy())
+        if fee_per_kw_month:  # the same every PTU: computed once
+            ledger.pay("management_fee", "prosumer", "aggregator", self._management_fee, self._management_fee_per_row)
         if kind == "gateway":
             # a violation event: an EV short of more than 0.01 kWh, or a PTU more than 0.001 K·h out of band
             events = (unmet > UNMET_EVENT_KWH).astype(float) + (comfort > COMFORT_EVENT_KH).astype(float)
@@ -693,8 +705,8 @@ class Engine:
 
         prefs = self.scenario.preferences
         discomfort = prefs.comfort_penalty_eur_per_kh * comfort + prefs.ev_unmet_penalty_eur_per_kwh * unmet
-        self.totals["discomfort_eur"] += discomfort.sum(axis=1)
         self._step_discomfort_eur = discomfort.sum(axis=1)
+        self.totals["discomfort_eur"] += self._step_discomfort_eur
         if kind == "gateway":  # the contract's violation fee replaces it in the reward
             discomfort = np.zeros((B, P))
         kpis = {

@@ -24,19 +24,22 @@ class Ledger:
         self.market = np.zeros(batch)
         self.flows: dict[str, np.ndarray] = {}  # flow name -> (B,) total paid this step
 
-    def pay(self, name: str, payer: str, payee: str, amount_eur: np.ndarray) -> None:
+    def pay(self, name: str, payer: str, payee: str, amount_eur: np.ndarray, per_row: np.ndarray | None = None) -> None:
         """Record `amount_eur` paid from `payer` to `payee`: (B, P) when a prosumer is involved
-        (per prosumer), else (B,). A negative amount flows the other way."""
-        amount = np.asarray(amount_eur, dtype=np.float64)
-        per_row = amount.sum(axis=1) if amount.ndim == 2 else amount
-        for account, sign in ((payer, -1.0), (payee, 1.0)):
-            target = getattr(self, account)
-            if account == "prosumer":
-                if amount.ndim != 2:
-                    raise ValueError(f"flow {name!r}: a prosumer payment needs a (B, P) amount")
-                target += sign * amount
-            else:
-                target += sign * per_row
+        (per prosumer), else (B,). A negative amount flows the other way. `per_row`, the (B,) total
+        of a (B, P) amount, may be given when it is known already (a constant fee)."""
+        amount = amount_eur
+        if type(amount) is not np.ndarray or amount.dtype != np.float64:
+            amount = np.asarray(amount_eur, dtype=np.float64)
+        if (payer == "prosumer" or payee == "prosumer") and amount.ndim != 2:
+            raise ValueError(f"flow {name!r}: a prosumer payment needs a (B, P) amount")
+        if per_row is None:
+            per_row = amount.sum(axis=1) if amount.ndim == 2 else amount
+        # in place: x - a is x + (-a) exactly, so this equals adding the signed amounts
+        target = getattr(self, payer)
+        target -= amount if payer == "prosumer" else per_row
+        target = getattr(self, payee)
+        target += amount if payee == "prosumer" else per_row
         self.flows[name] = self.flows.get(name, 0.0) + per_row
 
     def imbalance(self) -> np.ndarray:
