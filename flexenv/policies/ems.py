@@ -49,6 +49,8 @@ from typing import NamedTuple
 
 import numba as nb
 import numpy as np
+from numba.core import types as nbt
+from numba.extending import intrinsic
 
 from flexenv.physics import devices as dv
 
@@ -229,6 +231,29 @@ def prepare(pb: ProsumerProblem, pen: Penalties = Penalties()) -> Prepared:
 # Numeric kernel
 # =============================================================================================
 NMAX = 512  # max breakpoints of a value function per stage (coarsened beyond, counted)
+
+
+@intrinsic
+def _data_pointer(typingctx, arr):
+    """Pointer to the data of a C-contiguous array (see :func:`_borrow`)."""
+    if not isinstance(arr, nbt.Array) or arr.layout != "C":
+        return None  # typing error: only C-contiguous arrays can be borrowed
+
+    def codegen(context, builder, signature, args):
+        return context.make_array(signature.args[0])(context, builder, args[0]).data
+
+    return nbt.CPointer(arr.dtype)(arr), codegen
+
+
+@nb.njit(cache=True)
+def _borrow(a):
+    """The same array without a reference count, for the work arrays of the inner loops.
+
+    Numba updates an array's reference count (an atomic operation) each time the array is passed to
+    a function or a view of it is taken; in the DP's inner loops that was about half of the run
+    time. A borrowed view has none. It must not outlive ``a``: borrow only a function's own
+    arguments (the caller keeps them alive during the call), and never return or store the view."""
+    return nb.carray(_data_pointer(a), a.shape)
 
 
 @nb.njit(cache=True)
@@ -500,7 +525,7 @@ def _pen(s, w, lo, hi):
 
 @nb.njit(cache=True)
 def _storage_dp(H, dt, s0, alpha, beta, umin, umax, kc, kd, lo, hi, pw, plo, phi, term_w, term_target,
-                other, FX, FS, FN, FV, vx, vv, vn, tx, ty, cx, cy, out_p, out_s, stats, mu_p, mu_m, past):
+                other, FX, FS, FN, FV, vx, vv, vn, tx, ty, cx, cy, qx, qy, out_p, out_s, stats, mu_p, mu_m, past):
     """Exact DP of one storage-like device against the convex PL cost of its net power.
 
     State s_{t+1} = alpha s_t + beta_t + u_t, u_t in [umin_t, umax_t], s in [lo, hi] (hard);
@@ -705,18 +730,16 @@ def _storage_dp(H, dt, s0, alpha, beta, umin, umax, kc, kd, lo, hi, pw, plo, phi
     total += term_w * max(term_target - s, 0.0)
     if past:
         _past_values(H, dt, s0, alpha, beta, umin, umax, kc, kd, pw, plo, phi, other, FX, FS, FN, FV,
-                     rlo, rhi, tx, ty, cx, cy, out_p, out_s, stats, mu_p, mu_m)
+                     rlo, rhi, tx, ty, cx, cy, qx, qy, out_p, out_s, stats, mu_p, mu_m)
     return total
 
 
 @nb.njit(cache=True)
 def _past_values(H, dt, s0, alpha, beta, umin, umax, kc, kd, pw, plo, phi, other, FX, FS, FN, FV,
-                 rlo, rhi, tx, ty, cx, cy, out_p, out_s, stats, mu_p, mu_m):
+                 rlo, rhi, tx, ty, cx, cy, qx, qy, out_p, out_s, stats, mu_p, mu_m):
     """Forward pass mirroring the backward one: cost-to-arrive C_t(s) (convex PL, the best past
     reaching state s at t). A device can also absorb a change of its power at t in its past (state
     s_t moves instead of s_{t+1}); its marginal values become the better of future and past."""
-    qx = np.empty(NMAX)
-    qy = np.empty(NMAX)
     qx[0] = s0
     qy[0] = 0.0
     nq = 1
@@ -822,6 +845,7 @@ def _appliance_block(H, dt, prof, lo, hi, other, FX, FS, FN, FV):
 @nb.njit(cache=True)
 def _appliance_costs(H, prof, lo, hi, other, FX, FS, FN, FV, out):
     """Cost rate sum of every start in [lo, hi] against the PL cost (out[s - lo])."""
+    FX, FS = _borrow(FX), _borrow(FS)
     L = prof.shape[0]
     for s in range(lo, hi + 1):
         c = 0.0
@@ -842,11 +866,15 @@ ORDER = (APP, EV, HP, BAT)  # block order of a sweep
 def _solve_block(d, H, dt, base, pwr, st, pen, mup, mum, rup, rdn, exch, radius, past,
                  UMIN, UMAX, KC, KD, S0, ALPHA, BETA, LO, HI, PW, PLO, PHI, TW, TT,
                  prof, a_lo, a_hi, FX, FS, FN, FV, GX, GS, GN, GV,
-                 vx, vv, vn, tx, ty, cx, cy, other, out_p, out_s, mo_p, mo_m, mo_rp, mo_rm, stats):
+                 vx, vv, vn, tx, ty, cx, cy, qx, qy, other, out_p, out_s, mo_p, mo_m, mo_rp, mo_rm, stats):
     """Re-plan device d exactly against the others' current powers (rows of pwr). With ``exch`` the
     device also sees, per PTU, the best marginal value of another storage device for up to
     ``radius`` kW of trade (see :func:`_exchange_F`). Updates pwr[d], st[d], pen[d], and the
     device's marginal values mup/mum and power room rup/rdn (kW)."""
+    # the work arrays of the inner loops, without reference counting (see _borrow)
+    FX, FS, GX, GS = _borrow(FX), _borrow(FS), _borrow(GX), _borrow(GS)
+    vx, vv, tx, ty, cx, cy, qx, qy = _borrow(vx), _borrow(vv), _borrow(tx), _borrow(ty), _borrow(cx), _borrow(cy), \
+        _borrow(qx), _borrow(qy)
     for t in range(H):
         o = base[t]
         for e in range(4):
@@ -883,7 +911,7 @@ def _solve_block(d, H, dt, base, pwr, st, pen, mup, mum, rup, rdn, exch, radius,
         return start
     pen[d] = _storage_dp(H, dt, S0[d], ALPHA[d], BETA[d], UMIN[d], UMAX[d], KC[d], KD[d], LO[d], HI[d],
                          PW[d], PLO[d], PHI[d], TW[d], TT[d], other, AX, AS, AN, AV,
-                         vx, vv, vn, tx, ty, cx, cy, out_p, out_s, stats, mup[d], mum[d], past)
+                         vx, vv, vn, tx, ty, cx, cy, qx, qy, out_p, out_s, stats, mup[d], mum[d], past)
     for t in range(H):
         p = out_p[t]
         pwr[d, t] = p
@@ -956,6 +984,8 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
         ty = np.empty(2 * NMAX + 64)
         cx = np.empty(KM + 16)
         cy = np.empty(KM + 16)
+        qx = np.empty(NMAX)  # cost-to-arrive of the past values
+        qy = np.empty(NMAX)
         other = np.empty(H)
         out_p = np.zeros(H)
         out_s = np.zeros(H + 1)
@@ -1048,7 +1078,7 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
                     r = _solve_block(d, H, dt, base[p], pwr, st, pen, mup, mum, rup, rdn, False, 0.0, flag,
                                      UMIN, UMAX, KC, KD, S0, ALPHA, BETA, LO, HI, PW, PLO, PHI, TW, TT,
                                      app_prof[p], app_lo[p], app_hi[p], FX, FS, FN, FV, GX, GS, GN, GV,
-                                     vx, vv, vn, tx, ty, cx, cy, other, out_p, out_s, mo_p, mo_m, mo_rp, mo_rm,
+                                     vx, vv, vn, tx, ty, cx, cy, qx, qy, other, out_p, out_s, mo_p, mo_m, mo_rp, mo_rm,
                                      stats[p])
                     stats[p, 2] += 1
                     if d == APP:
@@ -1103,7 +1133,7 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
                             _solve_block(d, H, dt, base[p], pwr, st, pen, mup, mum, rup, rdn, False, 0.0, use_past,
                                          UMIN, UMAX, KC, KD, S0, ALPHA, BETA, LO, HI, PW, PLO, PHI, TW, TT,
                                          app_prof[p], app_lo[p], app_hi[p], FX, FS, FN, FV, GX, GS, GN, GV,
-                                         vx, vv, vn, tx, ty, cx, cy, other, out_p, out_s, mo_p, mo_m, mo_rp,
+                                         vx, vv, vn, tx, ty, cx, cy, qx, qy, other, out_p, out_s, mo_p, mo_m, mo_rp,
                                          mo_rm, stats[p])
                             stats[p, 2] += 1
                 new = _objective(H, dt, base[p], pwr, pen, pi[p], pe[p], ci[p], ce[p], w_cap, pv[p])
@@ -1157,7 +1187,7 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
                         r = _solve_block(e, H, dt, base[p], pwr, st, pen, mup, mum, rup, rdn, q == 0, radius, use_past,
                                          UMIN, UMAX, KC, KD, S0, ALPHA, BETA, LO, HI, PW, PLO, PHI, TW, TT,
                                          app_prof[p], app_lo[p], app_hi[p], FX, FS, FN, FV, GX, GS, GN, GV,
-                                         vx, vv, vn, tx, ty, cx, cy, other, out_p, out_s, mo_p, mo_m, mo_rp, mo_rm,
+                                         vx, vv, vn, tx, ty, cx, cy, qx, qy, other, out_p, out_s, mo_p, mo_m, mo_rp, mo_rm,
                                          stats[p])
                         stats[p, 2] += 1
                         if e == APP:
