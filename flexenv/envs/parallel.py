@@ -95,23 +95,38 @@ class FlexEnv(ParallelEnv):
         if not self.agents:
             raise RuntimeError("step() after the episode ended: call reset()")
         e = self.engine
-        batch = {}
-        for role, agent in (("aggregator", AGGREGATOR), ("dso", DSO)):
-            batch[role] = self._agent_action(actions, agent)[None, :]
-        if e.prosumer_link.prosumers_are_agents:
-            batch["prosumer"] = self._prosumer_actions(actions)[None]
-        self._obs, rewards, info = e.step(batch)
+        checked = self._check(actions)
+        self._obs, rewards, info = e._advance(checked)
         self._last_info = info
         obs = self._split(self._obs)
         reward = {AGGREGATOR: float(rewards["aggregator"][0]), DSO: float(rewards["dso"][0])}
         reward.update(zip(self._prosumer_ids, rewards["prosumer"][0].tolist()))
         done = e.done
         infos = self._infos(info)
-        terminations = {agent: done for agent in self.agents}
-        truncations = {agent: False for agent in self.agents}
+        terminations = dict.fromkeys(self.agents, done)
+        truncations = dict.fromkeys(self.agents, False)
         if done:
             self.agents = []
         return obs, reward, terminations, truncations, infos
+
+    def _check(self, actions: dict) -> dict:
+        """The batch of actions for the engine, checked by the engine in one go; when something is
+        wrong, checked again agent by agent to raise an error that names the agent."""
+        e = self.engine
+        try:
+            batch = {"aggregator": np.asarray(actions[AGGREGATOR], dtype=np.float64)[None, :],
+                     "dso": np.asarray(actions[DSO], dtype=np.float64)[None, :]}
+            if self._prosumer_ids:
+                batch["prosumer"] = np.asarray([actions[a] for a in self._prosumer_ids], dtype=np.float64)[None]
+            return e._check_actions(batch)
+        except (KeyError, ValueError, TypeError, IndexError):
+            pass
+        batch = {}
+        for role, agent in (("aggregator", AGGREGATOR), ("dso", DSO)):
+            batch[role] = self._agent_action(actions, agent)[None, :]  # raises, naming the agent
+        if self._prosumer_ids:
+            batch["prosumer"] = self._prosumer_actions(actions)[None]
+        return e._check_actions(batch)
 
     def _agent_action(self, actions: dict, agent: str) -> np.ndarray:
         if agent not in actions:
@@ -125,15 +140,8 @@ class FlexEnv(ParallelEnv):
         return a
 
     def _prosumer_actions(self, actions: dict) -> np.ndarray:
-        """(P, A) actions of every prosumer, checked in one go (per agent only to name a culprit)."""
-        try:
-            stacked = np.asarray([actions[a] for a in self._prosumer_ids], dtype=np.float64)
-        except (KeyError, ValueError):
-            stacked = None
-        if stacked is None or stacked.shape != (self.engine.P, self.action_space(self._prosumer_ids[0]).shape[0]) \
-                or not np.all(np.isfinite(stacked)):
-            return np.stack([self._agent_action(actions, a) for a in self._prosumer_ids])  # raises, naming the agent
-        return stacked
+        """(P, A) actions of every prosumer, checked agent by agent (raises, naming the culprit)."""
+        return np.stack([self._agent_action(actions, a) for a in self._prosumer_ids])
 
     def _split(self, obs: dict) -> dict:
         out = {AGGREGATOR: obs["aggregator"][0], DSO: obs["dso"][0]}
@@ -142,29 +150,34 @@ class FlexEnv(ParallelEnv):
         return out
 
     def _infos(self, info: dict) -> dict:
+        """Per-agent infos: one common dict (copied per agent), the prosumers' own KPIs added."""
         e = self.engine
-        kpis = {k: (v[0] if isinstance(v, np.ndarray) else v) for k, v in info["kpis"].items()}
+        kpis = info["kpis"]
+        comm = info["comm"]
         common = {
             "phase": info["phase"], "day": info["day"], "index": info["index"],
             "clipped_actions": int(e._clipped[0]), "flows_eur": {k: float(v[0]) for k, v in info["ledger"].flows.items()},
             "system_cost_eur": float(info["system_cost_eur"][0]),
-            "messages": {k: float(v[0][0]) for k, v in info["comm"].items()},
-            "bytes": {k: float(v[1][0]) for k, v in info["comm"].items()},
+            "messages": {k: float(v[0][0]) for k, v in comm.items()},
+            "bytes": {k: float(v[1][0]) for k, v in comm.items()},
         }
         if kpis:
-            common["trafo_loading_pct"] = float(kpis["trafo_loading_pct"])
-            common["voltage_violations"] = int(kpis["voltage_violations"])
-            common["traffic_light"] = int(kpis["traffic_light"])
-            common["losses_kw"] = float(kpis["losses_kw"])
-            common["portfolio_net_kw"] = float(kpis["net_kw"].sum())
+            common["trafo_loading_pct"] = float(kpis["trafo_loading_pct"][0])
+            common["voltage_violations"] = int(kpis["voltage_violations"][0])
+            common["traffic_light"] = int(kpis["traffic_light"][0])
+            common["losses_kw"] = float(kpis["losses_kw"][0])
+            common["portfolio_net_kw"] = float(kpis["net_kw"][0].sum())
         if e.done:
             common["episode"] = self.episode_summary()
-        infos = {agent: dict(common) for agent in self.agents}
-        if kpis and self._prosumer_ids:
-            per_prosumer = zip(self._prosumer_ids, kpis["net_kw"].tolist(), kpis["comfort_violation_kh"].tolist(),
-                               kpis["ev_unmet_kwh"].tolist())
-            for agent, net, comfort, unmet in per_prosumer:
-                infos[agent].update(net_kw=net, comfort_violation_kh=comfort, ev_unmet_kwh=unmet)
+        infos = {AGGREGATOR: dict(common), DSO: dict(common)}
+        if self._prosumer_ids:
+            if kpis:
+                per_prosumer = zip(self._prosumer_ids, kpis["net_kw"][0].tolist(), kpis["comfort_violation_kh"][0].tolist(),
+                                   kpis["ev_unmet_kwh"][0].tolist())
+                infos.update((agent, {**common, "net_kw": net, "comfort_violation_kh": comfort, "ev_unmet_kwh": unmet})
+                             for agent, net, comfort, unmet in per_prosumer)
+            else:
+                infos.update((agent, dict(common)) for agent in self._prosumer_ids)
         return infos
 
     def episode_summary(self) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 
+import numba
 import numpy as np
 
 from flexenv.layout import Layout
@@ -63,14 +64,39 @@ def decode_setpoints(action: np.ndarray, scale: dict, pv_avail_kw: np.ndarray) -
     only with V2G); heat pump: (a + 1)/2 × rated power; PV: (a + 1)/2 × available power is used;
     appliance: start if a > 0.
     """
-    a = np.clip(action, -1.0, 1.0)
+    a = np.asarray(action, dtype=np.float64)
+    P = a.shape[-2]
+    flat = np.ascontiguousarray(a).reshape(-1, P, len(DEVICE_ORDER))
+    pv = np.ascontiguousarray(np.broadcast_to(pv_avail_kw, a.shape[:-1]), dtype=np.float64).reshape(-1, P)
+    params = [np.ascontiguousarray(np.broadcast_to(scale[k], (P,)), dtype=np.float64)
+              for k in ("battery_charge_kw", "battery_discharge_kw", "ev_kw", "heat_pump_kw")]
+    return _decode_kernel(flat, pv, *params).reshape(a.shape)
+
+
+@numba.njit(cache=True)
+def _decode_kernel(a, pv, charge_kw, discharge_kw, ev_kw, hp_kw):
+    """`decode_setpoints` on (N, P, 5): one pass, the same arithmetic as the numpy expressions
+    (clip, then ×; (a + 1) × 0.5 × scale), so the same floats."""
+    N, P, _ = a.shape
     out = np.empty(a.shape)
-    bat = a[..., BATTERY]
-    out[..., BATTERY] = np.where(bat >= 0, bat * scale["battery_charge_kw"], bat * scale["battery_discharge_kw"])
-    out[..., EV] = a[..., EV] * scale["ev_kw"]
-    out[..., HEAT_PUMP] = unit(a[..., HEAT_PUMP]) * scale["heat_pump_kw"]
-    out[..., PV] = unit(a[..., PV]) * pv_avail_kw
-    out[..., APPLIANCE] = a[..., APPLIANCE]
+    for n in range(N):
+        for p in range(P):
+            for j in range(5):
+                x = a[n, p, j]  # np.clip: NaN stays NaN
+                if x < -1.0:
+                    x = -1.0
+                elif x > 1.0:
+                    x = 1.0
+                if j == BATTERY:
+                    out[n, p, j] = x * charge_kw[p] if x >= 0 else x * discharge_kw[p]
+                elif j == EV:
+                    out[n, p, j] = x * ev_kw[p]
+                elif j == HEAT_PUMP:
+                    out[n, p, j] = (x + 1.0) * 0.5 * hp_kw[p]
+                elif j == PV:
+                    out[n, p, j] = (x + 1.0) * 0.5 * pv[n, p]
+                else:
+                    out[n, p, j] = x
     return out
 
 
