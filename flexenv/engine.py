@@ -360,9 +360,11 @@ class Engine:
             "clipped_actions": zeros(B), "powerflow_failures": zeros(B), "discomfort_eur": zeros(B),
             "violated_ptus": zeros(B),
         }
-        for link in COMM_LINKS:
-            totals[f"messages/{link}"] = zeros(B)
-            totals[f"bytes/{link}"] = zeros(B)
+        # messages and bytes per link: views of one block, which each step's counts are added to at once
+        self._comm_totals = zeros(len(COMM_LINKS), 2, B)
+        for i, link in enumerate(COMM_LINKS):
+            totals[f"messages/{link}"] = self._comm_totals[i, 0]
+            totals[f"bytes/{link}"] = self._comm_totals[i, 1]
         return totals
 
     # ------------------------------------------------------------------------------------- step
@@ -402,7 +404,7 @@ class Engine:
             self._aggregator_plan(step.index, actions["aggregator"], comm)
         else:
             discomfort, kpis = self._operate(step.index, actions, ledger, comm)
-        self._accumulate(ledger, comm, kpis)
+        self._accumulate(ledger, counts, kpis)
         self.k += 1
         if not self.done and self.current.day != step.day:
             self._start_day(self.current.day)
@@ -757,16 +759,14 @@ class Engine:
         are compared on it."""
         return self.totals["market_money_eur"] + self.totals["discomfort_eur"]
 
-    def _accumulate(self, ledger: Ledger, comm, kpis) -> None:
+    def _accumulate(self, ledger: Ledger, comm_counts: np.ndarray, kpis) -> None:
         t = self.totals
         t["prosumer_money_eur"] += ledger.prosumer
         t["aggregator_money_eur"] += ledger.aggregator
         t["dso_money_eur"] += ledger.dso
         t["market_money_eur"] += ledger.market
         t["clipped_actions"] += self._clipped
-        for link, (messages, n_bytes) in comm.items():
-            t[f"messages/{link}"] += messages
-            t[f"bytes/{link}"] += n_bytes
+        self._comm_totals += comm_counts  # (links, messages/bytes, B), the totals' messages/ and bytes/ entries
         if not kpis:
             return
         dt = self.dt_h

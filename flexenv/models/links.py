@@ -68,9 +68,15 @@ def decode_setpoints(action: np.ndarray, scale: dict, pv_avail_kw: np.ndarray) -
     P = a.shape[-2]
     flat = np.ascontiguousarray(a).reshape(-1, P, len(DEVICE_ORDER))
     pv = np.ascontiguousarray(np.broadcast_to(pv_avail_kw, a.shape[:-1]), dtype=np.float64).reshape(-1, P)
-    params = [np.ascontiguousarray(np.broadcast_to(scale[k], (P,)), dtype=np.float64)
-              for k in ("battery_charge_kw", "battery_discharge_kw", "ev_kw", "heat_pump_kw")]
+    params = [_per_prosumer(scale[k], P) for k in ("battery_charge_kw", "battery_discharge_kw", "ev_kw", "heat_pump_kw")]
     return _decode_kernel(flat, pv, *params).reshape(a.shape)
+
+
+def _per_prosumer(value, P: int) -> np.ndarray:
+    """(P,) contiguous float64 (as given if it already is: the engine's scales are)."""
+    if type(value) is np.ndarray and value.shape == (P,) and value.dtype == np.float64 and value.flags.c_contiguous:
+        return value
+    return np.ascontiguousarray(np.broadcast_to(value, (P,)), dtype=np.float64)
 
 
 @numba.njit(cache=True)

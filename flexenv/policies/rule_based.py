@@ -11,7 +11,10 @@
   (losses); isolated link: when the last PTU left a limit (traffic light orange or red), cap every
   prosumer of the zones at 80 % of their zone's last mean power, else no cap.
 
-Each policy maps a batch of observations to a batch of actions in [-1, 1].
+Each policy maps a batch of observations to a batch of actions in [-1, 1]. Where the action depends
+only on fields that change at planning (tariffs, day-ahead curves, declared plans), the last action is
+remembered with those fields and returned again while they are unchanged: the same numbers, without
+recomputing them at every operate step.
 """
 
 from __future__ import annotations
@@ -19,6 +22,24 @@ from __future__ import annotations
 import numpy as np
 
 from flexenv.engine import POSITION_SCALE_KW_PER_PROSUMER, Engine
+from flexenv.layout import Layout
+
+
+class _Memo:
+    """The last action of a pure policy and the observation fields it was computed from."""
+
+    def __init__(self, layout: Layout, fields: tuple[str, ...]):
+        self.index = np.concatenate([np.arange(layout.fields[f].start, layout.fields[f].stop) for f in fields])
+        self.key = None
+        self.action = None
+
+    def __call__(self, obs: np.ndarray, compute) -> np.ndarray:
+        key = obs[:, self.index]
+        if self.key is not None and key.shape == self.key.shape and (key == self.key).all():  # NaN never matches
+            return self.action.copy()
+        action = compute(obs)
+        self.key, self.action = key, action.copy()
+        return action
 
 
 def follow_plan(engine: Engine, prosumer_obs: np.ndarray) -> np.ndarray:
@@ -33,9 +54,15 @@ class RuleBasedAggregator:
         self.obs = engine.obs_layout["aggregator"]
         self.link = engine.prosumer_link
         self.config = engine.scenario.links.prosumer
+        inputs = {"max_power": ("day_ahead", "load_forecast"), "price_driven": ("dso_tariff",),
+                  "iterative": ("round", "dso_tariff", "declared_plan", "signal")}.get(self.link.kind)
+        self._memo = _Memo(self.obs, inputs) if inputs else None  # gateway: the plan changes every PTU
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float64)
+        return self._memo(obs, self._compute) if self._memo else self._compute(obs)
+
+    def _compute(self, obs: np.ndarray) -> np.ndarray:
         B = obs.shape[0]
         action = np.zeros((B, self.layout.size))
         phase = self.obs.view(obs, "phase").argmax(axis=-1)
@@ -82,9 +109,14 @@ class RuleBasedDSO:
         self.config = engine.scenario.links.dso
         self.zone_weight = engine.zone_loss_weight
         self.prosumers_per_zone = np.bincount(engine.zone_of_prosumer, minlength=engine.n_zones)
+        # tariff: the prognosis is fixed for the day; isolated: the last PTU's grid changes every step
+        self._memo = _Memo(self.obs, ("prognosis",)) if self.kind == "tariff" else None
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float64)
+        return self._memo(obs, self._compute) if self._memo else self._compute(obs)
+
+    def _compute(self, obs: np.ndarray) -> np.ndarray:
         B = obs.shape[0]
         action = np.zeros((B, self.layout.size))
         if self.kind == "tariff":
