@@ -32,7 +32,7 @@ from flexenv.market.tariffs import tariff_curves
 from flexenv.models import links as lk
 from flexenv.physics import devices as dv
 from flexenv.physics import powerflow
-from flexenv.physics.household import APPLIANCE, BATTERY, DEVICE_ORDER, EV, HEAT_PUMP, PV, operate_kernel
+from flexenv.physics.household import APPLIANCE, BATTERY, DEVICE_ORDER, EV, HEAT_PUMP, PV, operate_kernel, operate_kernel_serial
 from flexenv.scenario import load_tariff
 from flexenv.scenario.data import COMPONENTS, _ar1, component_rng, generate
 from flexenv.scenario.feeders import load_feeder
@@ -131,6 +131,8 @@ class Engine:
         self.obs_layout = self._obs_layouts()
         self._observation_offsets()
         self._operate_constants()
+        # one environment: the kernel without threads (their launch costs more than the households' step)
+        self._operate_kernel = operate_kernel_serial if self.B == 1 else operate_kernel
         self.k = 0
 
     # ------------------------------------------------------------------------------ construction
@@ -517,7 +519,7 @@ class Engine:
         net, power = np.empty((B, P, T)), np.empty((B, P, T, len(DEVICE_ORDER)))
         for t in range(T):  # a loop over time only, batched over rows and prosumers
             g = steps.start + t
-            out = operate_kernel(
+            out = self._operate_kernel(
                 t, self.dt_h, self.load_forecast_kw[:, :, g], self.pv_forecast_kw[:, :, g], self.t_out_degc[:, g],
                 self.cop[:, :, g], self.ev_arrival[:, :, d], self.ev_departure[:, :, d], self.ev_energy_kwh[:, :, d],
                 self.app_earliest[:, :, d], self.app_latest[:, :, d], *self._kernel_params(), *state, zeros, all_default, inf, inf,
@@ -660,7 +662,7 @@ class Engine:
         export_cap = np.minimum(export_cap, self.dso_cap_kw)
 
         # ---- devices (one fused numba call)
-        out = operate_kernel(
+        out = self._operate_kernel(
             t, dt, self.load_kw[:, :, g], pv_avail, self.t_out_degc[:, g], self.cop[:, :, g],
             self.ev_arrival[:, :, d], self.ev_departure[:, :, d], self.ev_energy_kwh[:, :, d],
             self.app_earliest[:, :, d], self.app_latest[:, :, d],

@@ -19,6 +19,8 @@ request / power arrays: battery, EV, heat pump, PV used, appliance (DEVICE_ORDER
 
 from __future__ import annotations
 
+import types
+
 import numba as nb
 import numpy as np
 
@@ -164,3 +166,17 @@ def operate_kernel(
             forced[b, p] = was_forced
     return (new_e, new_need, new_temp, new_start, power, net, request_cut, cap_cut, breach, curtailed,
             comfort, unmet, forced, uncapped)
+
+
+def _renamed(func, name: str):
+    """A copy of the Python function `func` under another name. numba caches compiled code per
+    function name, and the serial and the parallel build of one kernel must not share an entry."""
+    copy = types.FunctionType(func.__code__.replace(co_name=name), func.__globals__, name, func.__defaults__, func.__closure__)
+    copy.__qualname__ = name
+    copy.__doc__ = func.__doc__
+    return copy
+
+
+# The same kernel without threads, for a batch of one environment: there the parallel launch costs
+# more than stepping the households (same arithmetic per household, so the same numbers).
+operate_kernel_serial = nb.njit(cache=True)(_renamed(operate_kernel.py_func, "operate_kernel_serial"))
