@@ -70,6 +70,42 @@ def _clip_actions(a):
     return out, outside, True
 
 
+@numba.njit(cache=True)
+def _clip_float32(v, bound):
+    """np.clip(v, -bound, bound).astype(np.float32) in one pass, into a fresh array (NaN stays NaN)."""
+    flat = v.reshape(-1)
+    out = np.empty(flat.size, dtype=np.float32)
+    for i in range(flat.size):
+        x = flat[i]
+        if x > bound:
+            x = bound
+        elif x < -bound:
+            x = -bound
+        out[i] = x
+    return out.reshape(v.shape)
+
+
+@numba.njit(cache=True)
+def _device_states(devices, t, T, dt_h, battery_kwh, inv_battery_kwh, ev_need_kwh, inv_ev_kwh, ev_arrival, ev_departure,
+                   indoor_temp, t_min, inv_band, t_out, app_start, app_earliest, app_latest):
+    """The changing columns of the prosumers' `devices` observation field (B, P, 15), in place; the
+    numpy expressions they replace are in the comments (same operations in the same order)."""
+    B, P = battery_kwh.shape
+    for b in range(B):
+        for p in range(P):
+            present = ev_arrival[b, p] <= t < ev_departure[b, p]
+            pending = app_start[b, p] < 0 and app_earliest[b, p] < T
+            present_f = 1.0 if present else 0.0
+            devices[b, p, 3] = battery_kwh[b, p] * inv_battery_kwh[p]  # SoC
+            devices[b, p, 6] = present_f
+            devices[b, p, 7] = ev_need_kwh[b, p] * inv_ev_kwh[p] * present_f  # need × present (a product, as numpy)
+            devices[b, p, 8] = (ev_departure[b, p] - t) * dt_h / 24.0 if present else 0.0  # np.where(present, ..., 0)
+            devices[b, p, 10] = (indoor_temp[b, p] - t_min[p]) * inv_band[p]
+            devices[b, p, 11] = t_out[b] / 20.0
+            devices[b, p, 13] = 1.0 if pending else 0.0
+            devices[b, p, 14] = max(app_latest[b, p] - t, 0) * dt_h / 24.0 if pending else 0.0
+
+
 @dataclasses.dataclass(frozen=True)
 class Step:
     phase: str
@@ -815,17 +851,10 @@ class Engine:
         ahead = self._ahead[t]
         # prices, caps and forecasts of the next PTUs: one gather from the day's stacked fields
         vec[..., at["ahead"]] = self._day_ahead_obs[:, :, :, ahead].reshape(B, P, -1)
-        present_ev = (self.ev_arrival[:, :, d] <= t) & (t < self.ev_departure[:, :, d])
-        pending = (self.app_start < 0) & (self.app_earliest[:, :, d] < T)
         devices = self._obs_devices  # a view of the buffer; static columns were written at reset
-        devices[..., 3] = self.battery_kwh * self._inv_battery_kwh
-        devices[..., 6] = present_ev
-        devices[..., 7] = self.ev_need_kwh * self._inv_ev_kwh * present_ev
-        devices[..., 8] = np.where(present_ev, (self.ev_departure[:, :, d] - t) * self.dt_h / 24.0, 0.0)
-        devices[..., 10] = (self.indoor_temp_degc - self.heat_pump.t_min_degc) * self._inv_band_k
-        devices[..., 11] = self.t_out_degc[:, g, None] / 20.0
-        devices[..., 13] = pending
-        devices[..., 14] = np.where(pending, np.maximum(self.app_latest[:, :, d] - t, 0) * self.dt_h / 24.0, 0.0)
+        _device_states(devices, t, T, self.dt_h, self.battery_kwh, self._inv_battery_kwh, self.ev_need_kwh, self._inv_ev_kwh,
+                       self.ev_arrival[:, :, d], self.ev_departure[:, :, d], self.indoor_temp_degc, self.heat_pump.t_min_degc,
+                       self._inv_band_k, self.t_out_degc[:, g], self.app_start, self.app_earliest[:, :, d], self.app_latest[:, :, d])
         plan = self._day_plan_obs(t) if operating else 0.0
         vec[..., at["prosumer_plan"]] = plan
         vec[..., at["last_net"]] = self.last_net_kw / 10.0
@@ -850,12 +879,7 @@ class Engine:
         vec[:, at["dso_light"]] = light
         vec[:, at["zone_net"]] = self.zone_sums(self.last_net_kw) / self.trafo_rating_kva
         # clipped into fresh float32 arrays (the caller may keep them); min/max as np.clip, NaN included
-        out = {}
-        for role, v in buf.items():
-            o = np.empty(v.shape, dtype=np.float32)
-            np.minimum(np.maximum(v, -OBS_BOUND, out=self._obs_tmp[role]), OBS_BOUND, out=o, casting="unsafe")
-            out[role] = o
-        return out
+        return {role: _clip_float32(v, OBS_BOUND) for role, v in buf.items()}
 
     def _obs_header(self, k: int, step: Step, t: int, d: int) -> np.ndarray:
         """Time, phase one-hot and round of step `k`: the first fields of every observation; cached per
@@ -889,7 +913,6 @@ class Engine:
         B, P = self.B, self.P
         self._obs_buf = {role: np.zeros((B, P, lay.size) if role == "prosumer" else (B, lay.size))
                          for role, lay in self.obs_layout.items()}
-        self._obs_tmp = {role: np.empty_like(v) for role, v in self._obs_buf.items()}
         fl = self.fleet
         devices = np.zeros((B, P, 15))
         static = {0: fl.has_pv, 1: fl.pv_kwp / 10, 2: fl.has_battery, 4: self.battery.capacity_kwh / 20, 5: fl.has_ev,

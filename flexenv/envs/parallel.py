@@ -201,7 +201,7 @@ class FlexEnv(ParallelEnv):
             acts[DSO] = self.builtin["dso"](observations[DSO][None])[0].astype(np.float32)
         ids = [a for a in self._prosumer_ids if a in observations]
         if ids:
-            stacked = np.stack([observations[a] for a in ids])[None]
+            stacked = np.array([observations[a] for a in ids])[None]  # as np.stack, with less overhead per row
             plan = follow_plan(e, stacked)[0].astype(np.float32)
             acts.update(zip(ids, plan))
         return acts
