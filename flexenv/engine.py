@@ -106,6 +106,46 @@ def _device_states(devices, t, T, dt_h, battery_kwh, inv_battery_kwh, ev_need_kw
             devices[b, p, 14] = max(app_latest[b, p] - t, 0) * dt_h / 24.0 if pending else 0.0
 
 
+@numba.njit(cache=True)
+def _grid_state(vm_pu, lv_bus, v_min, v_max, line_loading_pct, line_max_pct, trafo_loading_pct, trafo_max_pct, bins):
+    """(B,) voltage violations at the LV buses, overloaded?, traffic light: what these numpy lines give,
+    in one pass (NaN included: a NaN loading is the worst, as np.max and np.searchsorted treat it)::
+
+        violations = ((vm[:, lv] < v_min) | (vm[:, lv] > v_max)).sum(axis=1)
+        worst = np.maximum((line / line_max * 100).max(axis=1, initial=0.0), trafo / trafo_max * 100)
+        overloaded = worst > 100.0
+        light = np.searchsorted(bins, worst, side="right")  # np.digitize
+        light = np.where(violations > 0, np.maximum(light, 2), light)
+    """
+    B = vm_pu.shape[0]
+    violations = np.zeros(B, dtype=np.int64)
+    overloaded = np.zeros(B, dtype=np.bool_)
+    light = np.zeros(B, dtype=np.int64)
+    for b in range(B):
+        n = 0
+        for i in lv_bus:
+            if vm_pu[b, i] < v_min or vm_pu[b, i] > v_max:
+                n += 1
+        violations[b] = n
+        worst = 0.0
+        for i in range(line_loading_pct.shape[1]):
+            r = line_loading_pct[b, i] / line_max_pct * 100
+            if worst == worst and not r <= worst:  # larger, or NaN (which then stays)
+                worst = r
+        trafo = trafo_loading_pct[b] / trafo_max_pct * 100
+        if not trafo <= worst and worst == worst:
+            worst = trafo
+        overloaded[b] = worst > 100.0
+        level = 0
+        for edge in bins:
+            if not worst < edge:  # edge <= worst, or NaN (sorted last)
+                level += 1
+        if n > 0 and level < 2:
+            level = 2
+        light[b] = level
+    return violations, overloaded, light
+
+
 @dataclasses.dataclass(frozen=True)
 class Step:
     phase: str
@@ -719,14 +759,9 @@ class Engine:
         ok = result.converged
         self.v_pu = np.where(ok[:, None], result.v_pu, 1.0 + 0j) if not ok.all() else result.v_pu
         fcfg = self.scenario.feeder
-        vm = result.vm_pu[:, self.lv_bus]
-        voltage_violations = ((vm < fcfg.v_min_pu) | (vm > fcfg.v_max_pu)).sum(axis=1)
-        line_ratio = result.line_loading_pct / fcfg.line_loading_max_pct * 100
-        trafo_ratio = result.trafo_loading_pct[:, 0] / fcfg.trafo_loading_max_pct * 100
-        worst = np.maximum(line_ratio.max(axis=1, initial=0.0), trafo_ratio)
-        overloaded = worst > 100.0
-        light = np.searchsorted(self._light_bins, worst, side="right")  # np.digitize's own search, without its checks
-        light = np.where(voltage_violations > 0, np.maximum(light, 2), light)
+        voltage_violations, overloaded, light = _grid_state(
+            result.vm_pu, self._lv_bus_index, fcfg.v_min_pu, fcfg.v_max_pu, result.line_loading_pct,
+            float(fcfg.line_loading_max_pct), result.trafo_loading_pct[:, 0], float(fcfg.trafo_loading_max_pct), self._light_bins)
         self.traffic_light = light
         self.last_vm_pu, self.last_line_loading = result.vm_pu, result.line_loading_pct
         self.last_trafo_loading = result.trafo_loading_pct[:, 0]

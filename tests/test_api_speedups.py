@@ -1,0 +1,163 @@
+"""The fused per-step kernels give exactly the numbers of the numpy expressions they replace, and the
+fast paths of one environment (serial household kernel, remembered policy actions) change nothing."""
+
+import numpy as np
+import pytest
+
+import flexenv
+from flexenv import engine as eng
+from flexenv.models import links as lk
+
+SPECIALS = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 100.0, 60.0, 80.0])
+
+
+def _random(rng, shape, scale=2.0):
+    x = rng.normal(scale=scale, size=shape)
+    mask = rng.random(shape) < 0.2
+    x[mask] = rng.choice(SPECIALS, size=int(mask.sum()))
+    return x
+
+
+def test_grid_state_matches_numpy():
+    rng = np.random.default_rng(0)
+    bins = np.array([60.0, 80.0, 100.0])
+    for n_line in (0, 1, 7):
+        for _ in range(200):
+            B, n_bus = 3, 6
+            vm = 1.0 + _random(rng, (B, n_bus), 0.05)
+            lv = np.array([1, 2, 4, 5])
+            line = np.abs(_random(rng, (B, n_line), 60.0))
+            trafo = np.abs(_random(rng, (B,), 60.0))
+            v_min, v_max, line_max, trafo_max = 0.95, 1.05, 100.0, 45.0
+            viol, over, light = eng._grid_state(vm, lv, v_min, v_max, line, line_max, trafo, trafo_max, bins)
+            ref_viol = ((vm[:, lv] < v_min) | (vm[:, lv] > v_max)).sum(axis=1)
+            worst = np.maximum((line / line_max * 100).max(axis=1, initial=0.0), trafo / trafo_max * 100)
+            ref_light = np.digitize(worst, bins)
+            ref_light = np.where(ref_viol > 0, np.maximum(ref_light, 2), ref_light)
+            assert viol.dtype == ref_viol.dtype and np.array_equal(viol, ref_viol)
+            assert np.array_equal(over, worst > 100.0)
+            assert light.dtype == ref_light.dtype and np.array_equal(light, ref_light)
+
+
+def test_clip_kernels_match_numpy():
+    rng = np.random.default_rng(1)
+    for shape in ((1, 7), (3, 4, 9)):
+        v = _random(rng, shape, 2000.0)
+        out = eng._clip_float32(v, eng.OBS_BOUND)
+        ref = np.clip(v, -eng.OBS_BOUND, eng.OBS_BOUND).astype(np.float32)
+        assert out.dtype == np.float32 and out.shape == ref.shape
+        assert np.array_equal(out, ref, equal_nan=True)
+        assert np.array_equal(np.signbit(out), np.signbit(ref))
+    a = rng.normal(scale=2.0, size=(3, 11))
+    a[0, 0] = -0.0
+    clipped, outside, finite = eng._clip_actions(a)
+    assert finite and np.array_equal(clipped, np.clip(a, -1.0, 1.0)) and np.array_equal(np.signbit(clipped), np.signbit(a))
+    assert np.array_equal(outside, (np.abs(a) > 1.0).sum(axis=1).astype(float))
+    a[1, 3] = np.nan
+    assert not eng._clip_actions(a)[2]
+
+
+def _decode_reference(action, scale, pv_avail_kw):
+    a = np.clip(action, -1.0, 1.0)
+    out = np.empty(a.shape)
+    bat = a[..., 0]
+    out[..., 0] = np.where(bat >= 0, bat * scale["battery_charge_kw"], bat * scale["battery_discharge_kw"])
+    out[..., 1] = a[..., 1] * scale["ev_kw"]
+    out[..., 2] = lk.unit(a[..., 2]) * scale["heat_pump_kw"]
+    out[..., 3] = lk.unit(a[..., 3]) * pv_avail_kw
+    out[..., 4] = a[..., 4]
+    return out
+
+
+def test_decode_setpoints_matches_numpy():
+    rng = np.random.default_rng(2)
+    P = 6
+    scale = {k: rng.uniform(0, 10, P) for k in ("battery_charge_kw", "battery_discharge_kw", "ev_kw", "heat_pump_kw")}
+    scale["ev_kw"][0] = 0.0
+    for shape in ((P, 5), (3, P, 5)):
+        a = _random(rng, shape, 1.5)
+        pv = rng.uniform(0, 5, shape[:-1])
+        out = lk.decode_setpoints(a, scale, pv)
+        ref = _decode_reference(a, scale, pv)
+        assert np.array_equal(out, ref, equal_nan=True)
+        assert np.array_equal(np.signbit(out), np.signbit(ref))
+
+
+@pytest.mark.parametrize("env_id", ["PriceDriven-Tariff-Teaching10-v0", "Gateway-Tariff-Rural40-v0"])
+def test_fast_paths_change_nothing(env_id):
+    """One environment with the serial household kernel and remembered policy actions steps exactly
+    as one with the parallel kernel and the policies recomputed at every step."""
+    from flexenv.physics.household import operate_kernel
+
+    fast, slow = flexenv.make(env_id), flexenv.make(env_id)
+    slow.engine._operate_kernel = operate_kernel
+    for policy in slow.builtin.values():
+        policy._memo = None
+    obs, _ = fast.reset(seed=1_000_123)
+    obs_slow, _ = slow.reset(seed=1_000_123)
+    while fast.agents:
+        actions, actions_slow = fast.builtin_actions(obs), slow.builtin_actions(obs_slow)
+        assert actions.keys() == actions_slow.keys()
+        assert all(np.array_equal(actions[a], actions_slow[a]) for a in actions)
+        obs, rewards, _, _, infos = fast.step(actions)
+        obs_slow, rewards_slow, _, _, infos_slow = slow.step(actions_slow)
+        assert all(np.array_equal(obs[a], obs_slow[a]) for a in obs)
+        assert rewards == rewards_slow and infos == infos_slow
+
+
+def test_plan_observation_equals_plan_actions():
+    env = flexenv.make("PriceDriven-Tariff-Teaching10-v0")
+    obs, _ = env.reset(seed=3)
+    e = env.engine
+    field = e.obs_layout["prosumer"].fields["plan"]
+    while env.agents:
+        if e.current.phase == "operate":
+            expected = e.plan_actions(e.current.index).astype(np.float32)[0]
+            got = np.array([obs[a][field.start:field.stop] for a in env._prosumer_ids])
+            assert np.array_equal(got, expected)
+        obs = env.step(env.builtin_actions(obs))[0]
+
+
+def test_bad_action_names_the_agent():
+    env = flexenv.make("PriceDriven-Tariff-Teaching10-v0")
+    obs, _ = env.reset(seed=4)
+    actions = env.builtin_actions(obs)
+    actions["prosumer_3"] = actions["prosumer_3"].copy()
+    actions["prosumer_3"][1] = np.nan
+    with pytest.raises(ValueError, match="prosumer_3"):
+        env.step(actions)
+    actions = env.builtin_actions(obs)
+    del actions["dso"]
+    with pytest.raises(ValueError, match="no action for agent 'dso'"):
+        env.step(actions)
+    actions = env.builtin_actions(obs)
+    actions["aggregator_1"] = np.zeros(3, dtype=np.float32)
+    with pytest.raises(ValueError, match="aggregator_1"):
+        env.step(actions)
+
+
+def test_device_states_match_numpy():
+    rng = np.random.default_rng(5)
+    B, P, T, dt = 2, 9, 96, 0.25
+    for t in (0, 30, 95):
+        battery, inv_b = rng.uniform(0, 10, (B, P)), rng.uniform(0, 1, P)
+        need, inv_e = rng.normal(5, 10, (B, P)), rng.uniform(0, 1, P)
+        arrival, departure = rng.integers(0, T, (B, P)), rng.integers(0, T + 1, (B, P))
+        temp, t_min, inv_band = rng.normal(20, 2, (B, P)), rng.normal(19, 1, P), rng.uniform(0.1, 1, P)
+        t_out = rng.normal(5, 5, B)
+        start, earliest, latest = rng.integers(-1, 3, (B, P)), rng.integers(0, T + 1, (B, P)), rng.integers(0, T + 1, (B, P))
+        devices = np.zeros((B, P, 15))
+        eng._device_states(devices, t, T, dt, battery, inv_b, need, inv_e, arrival, departure, temp, t_min, inv_band,
+                           t_out, start, earliest, latest)
+        present = (arrival <= t) & (t < departure)
+        pending = (start < 0) & (earliest < T)
+        ref = np.zeros((B, P, 15))
+        ref[..., 3] = battery * inv_b
+        ref[..., 6] = present
+        ref[..., 7] = need * inv_e * present
+        ref[..., 8] = np.where(present, (departure - t) * dt / 24.0, 0.0)
+        ref[..., 10] = (temp - t_min) * inv_band
+        ref[..., 11] = t_out[:, None] / 20.0
+        ref[..., 13] = pending
+        ref[..., 14] = np.where(pending, np.maximum(latest - t, 0) * dt / 24.0, 0.0)
+        assert np.array_equal(devices, ref) and np.array_equal(np.signbit(devices), np.signbit(ref))
