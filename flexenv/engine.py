@@ -146,6 +146,38 @@ def _grid_state(vm_pu, lv_bus, v_min, v_max, line_loading_pct, line_max_pct, tra
     return violations, overloaded, light
 
 
+@numba.njit(cache=True)
+def _accumulate_elementwise(dt, prosumer_total, prosumer, aggregator_total, aggregator, dso_total, dso, market_total, market,
+                            clipped_total, clipped, comfort_total, comfort, unmet_total, unmet, losses_total, losses_kw,
+                            peak_total, trafo_loading, congested_total, violated_total, overloaded, violations_total,
+                            violations, failures_total, converged):
+    """The elementwise part of `Engine._accumulate`, in place, as the numpy lines it replaces::
+
+        prosumer_total += prosumer; aggregator_total += aggregator; ... (dso, market, clipped, comfort, unmet)
+        losses_total += losses_kw * dt
+        peak_total[:] = np.maximum(peak_total, trafo_loading)
+        congested_total += overloaded; violated_total += overloaded | (violations > 0)
+        violations_total += violations; failures_total += ~converged
+    """
+    B, P = prosumer.shape
+    for b in range(B):
+        for p in range(P):
+            prosumer_total[b, p] += prosumer[b, p]
+            comfort_total[b, p] += comfort[b, p]
+            unmet_total[b, p] += unmet[b, p]
+        aggregator_total[b] += aggregator[b]
+        dso_total[b] += dso[b]
+        market_total[b] += market[b]
+        clipped_total[b] += clipped[b]
+        losses_total[b] += losses_kw[b] * dt
+        peak, x = peak_total[b], trafo_loading[b]
+        peak_total[b] = peak if (peak >= x or peak != peak) else x  # np.maximum: NaN wins, ties keep the first
+        congested_total[b] += 1.0 if overloaded[b] else 0.0
+        violated_total[b] += 1.0 if (overloaded[b] or violations[b] > 0) else 0.0
+        violations_total[b] += violations[b]
+        failures_total[b] += 0.0 if converged[b] else 1.0
+
+
 @dataclasses.dataclass(frozen=True)
 class Step:
     phase: str
@@ -834,29 +866,29 @@ class Engine:
 
     def _accumulate(self, ledger: Ledger, comm_counts: np.ndarray, kpis) -> None:
         t = self.totals
-        t["prosumer_money_eur"] += ledger.prosumer
-        t["aggregator_money_eur"] += ledger.aggregator
-        t["dso_money_eur"] += ledger.dso
-        t["market_money_eur"] += ledger.market
-        t["clipped_actions"] += self._clipped
         self._comm_totals += comm_counts  # (links, messages/bytes, B), the totals' messages/ and bytes/ entries
         if not kpis:
+            t["prosumer_money_eur"] += ledger.prosumer
+            t["aggregator_money_eur"] += ledger.aggregator
+            t["dso_money_eur"] += ledger.dso
+            t["market_money_eur"] += ledger.market
+            t["clipped_actions"] += self._clipped
             return
         dt = self.dt_h
-        t["comfort_violation_kh"] += kpis["comfort_violation_kh"]
-        t["ev_unmet_kwh"] += kpis["ev_unmet_kwh"]
+        # sums over prosumers stay numpy's (its pairwise summation); the elementwise rest in one pass
         t["pv_curtailed_kwh"] += kpis["pv_curtailed_kw"].sum(axis=1) * dt
         t["cap_cut_kwh"] += kpis["cap_cut_kw"].sum(axis=1) * dt
         t["cap_breach_kwh"] += kpis["cap_breach_kw"].sum(axis=1) * dt
-        t["losses_kwh"] += kpis["losses_kw"] * dt
         net = kpis["net_kw"]
         t["import_kwh"] += np.maximum(net, 0).sum(axis=1) * dt
         t["export_kwh"] += np.maximum(-net, 0).sum(axis=1) * dt
-        t["peak_trafo_loading_pct"] = np.maximum(t["peak_trafo_loading_pct"], kpis["trafo_loading_pct"])
-        t["congested_ptus"] += kpis["overloaded"]
-        t["violated_ptus"] += kpis["overloaded"] | (kpis["voltage_violations"] > 0)
-        t["voltage_violations"] += kpis["voltage_violations"]
-        t["powerflow_failures"] += ~kpis["powerflow_converged"]
+        _accumulate_elementwise(
+            dt, t["prosumer_money_eur"], ledger.prosumer, t["aggregator_money_eur"], ledger.aggregator, t["dso_money_eur"],
+            ledger.dso, t["market_money_eur"], ledger.market, t["clipped_actions"], self._clipped,
+            t["comfort_violation_kh"], kpis["comfort_violation_kh"], t["ev_unmet_kwh"], kpis["ev_unmet_kwh"],
+            t["losses_kwh"], kpis["losses_kw"], t["peak_trafo_loading_pct"], kpis["trafo_loading_pct"],
+            t["congested_ptus"], t["violated_ptus"], kpis["overloaded"], t["voltage_violations"], kpis["voltage_violations"],
+            t["powerflow_failures"], kpis["powerflow_converged"])
 
     # ------------------------------------------------------------------------------ observation
     def observe(self) -> dict[str, np.ndarray]:

@@ -29,7 +29,9 @@ class _Memo:
     """The last action of a pure policy and the observation fields it was computed from."""
 
     def __init__(self, layout: Layout, fields: tuple[str, ...]):
-        self.index = np.concatenate([np.arange(layout.fields[f].start, layout.fields[f].stop) for f in fields])
+        index = np.concatenate([np.arange(layout.fields[f].start, layout.fields[f].stop) for f in fields])
+        contiguous = bool(np.all(np.diff(index) == 1))
+        self.index = slice(int(index[0]), int(index[-1]) + 1) if contiguous else index  # a slice reads without copying
         self.key = None
         self.action = None
 
@@ -38,7 +40,7 @@ class _Memo:
         if self.key is not None and key.shape == self.key.shape and (key == self.key).all():  # NaN never matches
             return self.action.copy()
         action = compute(obs)
-        self.key, self.action = key, action.copy()
+        self.key, self.action = key.copy(), action.copy()
         return action
 
 
