@@ -485,6 +485,26 @@ def _pl_eval(x, y, n, q):
 
 
 @nb.njit(cache=True)
+def _pl_eval_sorted(x, y, n, q, k, out):
+    """out[i] = _pl_eval(x, y, n, q[i]) for the sorted points q[:k] (x non-decreasing): the segment index
+    moves forward instead of a binary search per point; same segments and arithmetic, so same bits."""
+    j = 0  # first index with x[j] >= the current point (interior points only)
+    for i in range(k):
+        qi = q[i]
+        if n == 1:
+            out[i] = y[0]
+        elif qi <= x[0]:
+            out[i] = y[0] + (y[1] - y[0]) / (x[1] - x[0]) * (qi - x[0])
+        elif qi >= x[n - 1]:
+            out[i] = y[n - 1] + (y[n - 1] - y[n - 2]) / (x[n - 1] - x[n - 2]) * (qi - x[n - 1])
+        else:
+            while x[j] < qi:
+                j += 1
+            s = max(j - 1, 0)
+            out[i] = y[s] + (y[s + 1] - y[s]) / (x[s + 1] - x[s]) * (qi - x[s])
+
+
+@nb.njit(cache=True)
 def _stage_cost(t, umin, umax, kc, kd, other, kx, ks, nk, v0, cx, cy):
     """Convex hull of c(u) = dt-free cost rate F(other + p(u)), p = kc*u (u>=0) or kd*u (u<0),
     as points (cx, cy) on [umin, umax]; returns the number of points."""
@@ -525,13 +545,14 @@ def _pen(s, w, lo, hi):
 
 @nb.njit(cache=True)
 def _storage_dp(H, dt, s0, alpha, beta, umin, umax, kc, kd, lo, hi, pw, plo, phi, term_w, term_target,
-                other, FX, FS, FN, FV, vx, vv, vn, tx, ty, cx, cy, qx, qy, out_p, out_s, stats, mu_p, mu_m, past):
+                other, FX, FS, FN, FV, vx, vv, vn, tx, ty, CX, CY, CN, qx, qy, out_p, out_s, stats, mu_p, mu_m, past):
     """Exact DP of one storage-like device against the convex PL cost of its net power.
 
     State s_{t+1} = alpha s_t + beta_t + u_t, u_t in [umin_t, umax_t], s in [lo, hi] (hard);
     power p_t = kc_t u (u >= 0) or kd_t u (u < 0) in kW; stage cost dt * F_t(other_t + p_t) +
     pw_t * dist(s_{t+1}, [plo_t, phi_t]); terminal term_w * max(term_target - s_H, 0).
-    Writes power out_p (H,) and states out_s (H+1,); returns the planned cost (EUR).
+    Writes power out_p (H,) and states out_s (H+1,); returns the planned cost (EUR). CX, CY (H, .), CN (H,):
+    work arrays for the stage costs.
     Also writes the device's marginal values per kWh of grid energy at its planned point: mu_p[t]
     (what one more kWh at t is worth to it, -BIG when it cannot take more) and mu_m[t] (what one kWh
     less at t costs it, +BIG when it cannot give less), from the slopes of V_{t+1}.
@@ -551,6 +572,9 @@ def _storage_dp(H, dt, s0, alpha, beta, umin, umax, kc, kd, lo, hi, pw, plo, phi
             b = a
         rlo[t + 1] = a
         rhi[t + 1] = b
+    # stage costs (convex hulls as points), computed once for the backward, forward and past passes
+    for t in range(H):
+        CN[t] = _stage_cost(t, umin[t], umax[t], kc[t], kd[t], other[t], FX[t], FS[t], FN[t], FV[t], CX[t], CY[t])
     # terminal value function on R_H
     m = 0
     tx[m] = rlo[H]
@@ -577,7 +601,9 @@ def _storage_dp(H, dt, s0, alpha, beta, umin, umax, kc, kd, lo, hi, pw, plo, phi
     vv[H, :m] = ty[:m]
     # backward pass: V_t(s) = min_u dt*c_t(u) + V_{t+1}(alpha s + beta + u) + pen_t(s)
     for t in range(H - 1, 0, -1):
-        nc = _stage_cost(t, umin[t], umax[t], kc[t], kd[t], other[t], FX[t], FS[t], FN[t], FV[t], cx, cy)
+        cx = CX[t]
+        cy = CY[t]
+        nc = CN[t]
         # inf-convolution W(z) = min_y V(y) + dt*c(y - z): merge V's segments with those of c~(v)=c(-v)
         nV = vn[t + 1]
         ax = vx[t + 1]
@@ -667,7 +693,9 @@ def _storage_dp(H, dt, s0, alpha, beta, umin, umax, kc, kd, lo, hi, pw, plo, phi
     out_s[0] = s0
     total = 0.0
     for t in range(H):
-        nc = _stage_cost(t, umin[t], umax[t], kc[t], kd[t], other[t], FX[t], FS[t], FN[t], FV[t], cx, cy)
+        cx = CX[t]
+        cy = CY[t]
+        nc = CN[t]
         z = alpha * s + beta[t]
         ylo = max(z + cx[0], vx[t + 1, 0])
         yhi = min(z + cx[nc - 1], vx[t + 1, vn[t + 1] - 1])
@@ -729,14 +757,14 @@ def _storage_dp(H, dt, s0, alpha, beta, umin, umax, kc, kd, lo, hi, pw, plo, phi
         total += _pen(s, pw[t], plo[t], phi[t])
     total += term_w * max(term_target - s, 0.0)
     if past:
-        _past_values(H, dt, s0, alpha, beta, umin, umax, kc, kd, pw, plo, phi, other, FX, FS, FN, FV,
-                     rlo, rhi, tx, ty, cx, cy, qx, qy, out_p, out_s, stats, mu_p, mu_m)
+        _past_values(H, dt, s0, alpha, beta, umin, umax, kc, kd, pw, plo, phi,
+                     rlo, rhi, tx, ty, CX, CY, CN, qx, qy, out_p, out_s, stats, mu_p, mu_m)
     return total
 
 
 @nb.njit(cache=True)
-def _past_values(H, dt, s0, alpha, beta, umin, umax, kc, kd, pw, plo, phi, other, FX, FS, FN, FV,
-                 rlo, rhi, tx, ty, cx, cy, qx, qy, out_p, out_s, stats, mu_p, mu_m):
+def _past_values(H, dt, s0, alpha, beta, umin, umax, kc, kd, pw, plo, phi,
+                 rlo, rhi, tx, ty, CX, CY, CN, qx, qy, out_p, out_s, stats, mu_p, mu_m):
     """Forward pass mirroring the backward one: cost-to-arrive C_t(s) (convex PL, the best past
     reaching state s at t). A device can also absorb a change of its power at t in its past (state
     s_t moves instead of s_{t+1}); its marginal values become the better of future and past."""
@@ -757,7 +785,9 @@ def _past_values(H, dt, s0, alpha, beta, umin, umax, kc, kd, pw, plo, phi, other
         if t == H - 1:
             break
         # C_{t+1}(y) = min_z G(z) + dt c_t(y - z) + pen_t(y), G(z) = C_t((z - beta) / alpha)
-        nc = _stage_cost(t, umin[t], umax[t], kc[t], kd[t], other[t], FX[t], FS[t], FN[t], FV[t], cx, cy)
+        cx = CX[t]
+        cy = CY[t]
+        nc = CN[t]
         tx[0] = alpha * qx[0] + beta[t] + cx[0]
         ty[0] = qy[0] + dt * cy[0]
         i = 0
@@ -807,8 +837,9 @@ def _past_values(H, dt, s0, alpha, beta, umin, umax, kc, kd, pw, plo, phi, other
                 qx[q + 1] = qx[q]
                 q -= 1
             qx[q + 1] = x
+        _pl_eval_sorted(tx, ty, m, qx, k, qy)
         for q in range(k):
-            qy[q] = _pl_eval(tx, ty, m, qx[q]) + _pen(qx[q], pw[t], plo[t], phi[t])
+            qy[q] += _pen(qx[q], pw[t], plo[t], phi[t])
         k = _lower_hull(qx, qy, k)
         if k > NMAX // 8:  # coarser than the backward pass: these only rank trades
             kk = 1
@@ -866,15 +897,15 @@ ORDER = (APP, EV, HP, BAT)  # block order of a sweep
 def _solve_block(d, H, dt, base, pwr, st, pen, mup, mum, rup, rdn, exch, radius, past,
                  UMIN, UMAX, KC, KD, S0, ALPHA, BETA, LO, HI, PW, PLO, PHI, TW, TT,
                  prof, a_lo, a_hi, FX, FS, FN, FV, GX, GS, GN, GV,
-                 vx, vv, vn, tx, ty, cx, cy, qx, qy, other, out_p, out_s, mo_p, mo_m, mo_rp, mo_rm, stats):
+                 vx, vv, vn, tx, ty, cx, cy, cn, qx, qy, other, out_p, out_s, mo_p, mo_m, mo_rp, mo_rm, stats):
     """Re-plan device d exactly against the others' current powers (rows of pwr). With ``exch`` the
     device also sees, per PTU, the best marginal value of another storage device for up to
     ``radius`` kW of trade (see :func:`_exchange_F`). Updates pwr[d], st[d], pen[d], and the
     device's marginal values mup/mum and power room rup/rdn (kW)."""
     # the work arrays of the inner loops, without reference counting (see _borrow)
     FX, FS, GX, GS = _borrow(FX), _borrow(FS), _borrow(GX), _borrow(GS)
-    vx, vv, tx, ty, cx, cy, qx, qy = _borrow(vx), _borrow(vv), _borrow(tx), _borrow(ty), _borrow(cx), _borrow(cy), \
-        _borrow(qx), _borrow(qy)
+    vx, vv, tx, ty, cx, cy, cn = _borrow(vx), _borrow(vv), _borrow(tx), _borrow(ty), _borrow(cx), _borrow(cy), _borrow(cn)
+    qx, qy = _borrow(qx), _borrow(qy)
     for t in range(H):
         o = base[t]
         for e in range(4):
@@ -911,7 +942,7 @@ def _solve_block(d, H, dt, base, pwr, st, pen, mup, mum, rup, rdn, exch, radius,
         return start
     pen[d] = _storage_dp(H, dt, S0[d], ALPHA[d], BETA[d], UMIN[d], UMAX[d], KC[d], KD[d], LO[d], HI[d],
                          PW[d], PLO[d], PHI[d], TW[d], TT[d], other, AX, AS, AN, AV,
-                         vx, vv, vn, tx, ty, cx, cy, qx, qy, out_p, out_s, stats, mup[d], mum[d], past)
+                         vx, vv, vn, tx, ty, cx, cy, cn, qx, qy, out_p, out_s, stats, mup[d], mum[d], past)
     for t in range(H):
         p = out_p[t]
         pwr[d, t] = p
@@ -982,8 +1013,9 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
         vn = np.empty(H + 1, dtype=np.int64)
         tx = np.empty(2 * NMAX + 64)
         ty = np.empty(2 * NMAX + 64)
-        cx = np.empty(KM + 16)
-        cy = np.empty(KM + 16)
+        cx = np.empty((H, KM + 16))  # stage costs of a storage DP
+        cy = np.empty((H, KM + 16))
+        cn = np.empty(H, dtype=np.int64)
         qx = np.empty(NMAX)  # cost-to-arrive of the past values
         qy = np.empty(NMAX)
         other = np.empty(H)
@@ -1078,7 +1110,7 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
                     r = _solve_block(d, H, dt, base[p], pwr, st, pen, mup, mum, rup, rdn, False, 0.0, flag,
                                      UMIN, UMAX, KC, KD, S0, ALPHA, BETA, LO, HI, PW, PLO, PHI, TW, TT,
                                      app_prof[p], app_lo[p], app_hi[p], FX, FS, FN, FV, GX, GS, GN, GV,
-                                     vx, vv, vn, tx, ty, cx, cy, qx, qy, other, out_p, out_s, mo_p, mo_m, mo_rp, mo_rm,
+                                     vx, vv, vn, tx, ty, cx, cy, cn, qx, qy, other, out_p, out_s, mo_p, mo_m, mo_rp, mo_rm,
                                      stats[p])
                     stats[p, 2] += 1
                     if d == APP:
@@ -1133,7 +1165,7 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
                             _solve_block(d, H, dt, base[p], pwr, st, pen, mup, mum, rup, rdn, False, 0.0, use_past,
                                          UMIN, UMAX, KC, KD, S0, ALPHA, BETA, LO, HI, PW, PLO, PHI, TW, TT,
                                          app_prof[p], app_lo[p], app_hi[p], FX, FS, FN, FV, GX, GS, GN, GV,
-                                         vx, vv, vn, tx, ty, cx, cy, qx, qy, other, out_p, out_s, mo_p, mo_m, mo_rp,
+                                         vx, vv, vn, tx, ty, cx, cy, cn, qx, qy, other, out_p, out_s, mo_p, mo_m, mo_rp,
                                          mo_rm, stats[p])
                             stats[p, 2] += 1
                 new = _objective(H, dt, base[p], pwr, pen, pi[p], pe[p], ci[p], ce[p], w_cap, pv[p])
@@ -1187,7 +1219,7 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
                         r = _solve_block(e, H, dt, base[p], pwr, st, pen, mup, mum, rup, rdn, q == 0, radius, use_past,
                                          UMIN, UMAX, KC, KD, S0, ALPHA, BETA, LO, HI, PW, PLO, PHI, TW, TT,
                                          app_prof[p], app_lo[p], app_hi[p], FX, FS, FN, FV, GX, GS, GN, GV,
-                                         vx, vv, vn, tx, ty, cx, cy, qx, qy, other, out_p, out_s, mo_p, mo_m, mo_rp, mo_rm,
+                                         vx, vv, vn, tx, ty, cx, cy, cn, qx, qy, other, out_p, out_s, mo_p, mo_m, mo_rp, mo_rm,
                                          stats[p])
                         stats[p, 2] += 1
                         if e == APP:
