@@ -21,18 +21,19 @@ The engine knows links, not PettingZoo: `flexenv.envs` wraps it.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import numba
 import numpy as np
 
 from flexenv.layout import Layout
-from flexenv.market.settlement import Ledger, energy_cost_eur, imbalance_cost_eur
+from flexenv.market.settlement import Ledger, imbalance_cost_eur
 from flexenv.market.tariffs import tariff_curves
 from flexenv.models import links as lk
 from flexenv.physics import devices as dv
-from flexenv.physics import powerflow
-from flexenv.physics.household import APPLIANCE, BATTERY, DEVICE_ORDER, EV, HEAT_PUMP, PV, operate_kernel, operate_kernel_serial
+from flexenv.physics import household, powerflow
+from flexenv.physics.household import APPLIANCE, BATTERY, DEVICE_ORDER, EV, HEAT_PUMP, PV, operate_kernel
 from flexenv.scenario import load_tariff
 from flexenv.scenario.data import COMPONENTS, _ar1, component_rng, generate
 from flexenv.scenario.feeders import load_feeder
@@ -46,6 +47,18 @@ UNMET_EVENT_KWH, COMFORT_EVENT_KH = 0.01, 0.001  # below these a violation is ro
 OBS_BOUND = 1.0e3  # observation features are normalised to O(1); the Box bound is this
 HEADER_BYTES, VALUE_BYTES = 16, 8  # communication accounting: message header and one float
 COMM_LINKS = ("aggregator-prosumers", "aggregator-dso", "dso-prosumers", "aggregator-market")
+
+
+# Per-step numba kernels: each replaces a few numpy calls on small arrays (their fixed cost dominates
+# a step of one environment) with the same operations in the same order, so the same floats.
+@numba.njit(inline="always")
+def _np_max(a, b):
+    return a if (a > b or math.isnan(a)) else b  # np.maximum: NaN wins; a tie (0.0 and -0.0) gives the second
+
+
+@numba.njit(inline="always")
+def _np_min(a, b):
+    return a if (a < b or math.isnan(a)) else b  # np.minimum: likewise
 
 
 @numba.njit(cache=True)
@@ -130,10 +143,10 @@ def _grid_state(vm_pu, lv_bus, v_min, v_max, line_loading_pct, line_max_pct, tra
         worst = 0.0
         for i in range(line_loading_pct.shape[1]):
             r = line_loading_pct[b, i] / line_max_pct * 100
-            if worst == worst and not r <= worst:  # larger, or NaN (which then stays)
+            if not math.isnan(worst) and not r <= worst:  # larger, or NaN (which then stays)
                 worst = r
         trafo = trafo_loading_pct[b] / trafo_max_pct * 100
-        if not trafo <= worst and worst == worst:
+        if not trafo <= worst and not math.isnan(worst):
             worst = trafo
         overloaded[b] = worst > 100.0
         level = 0
@@ -171,11 +184,41 @@ def _accumulate_elementwise(dt, prosumer_total, prosumer, aggregator_total, aggr
         clipped_total[b] += clipped[b]
         losses_total[b] += losses_kw[b] * dt
         peak, x = peak_total[b], trafo_loading[b]
-        peak_total[b] = peak if (peak >= x or peak != peak) else x  # np.maximum: NaN wins, ties keep the first
+        peak_total[b] = _np_max(peak, x)
         congested_total[b] += 1.0 if overloaded[b] else 0.0
         violated_total[b] += 1.0 if (overloaded[b] or violations[b] > 0) else 0.0
         violations_total[b] += violations[b]
         failures_total[b] += 0.0 if converged[b] else 1.0
+
+
+@numba.njit(cache=True)
+def _prosumer_terms(dt, net, uncapped, cap_cut, agg_import_cap, agg_export_cap, dso_cap, tan_phi, load_kw, power,
+                    bill_import, bill_export, tariff, comfort_eur_per_kh, comfort, unmet_eur_per_kwh, unmet):
+    """(B, P) terms of an operate step, in one pass, as the numpy lines they replace (same operations,
+    same order)::
+
+        dso_cut = np.minimum(np.maximum(np.minimum(uncapped, agg_import_cap) - dso_cap, 0.0)
+                             + np.maximum(np.minimum(-uncapped, agg_export_cap) - dso_cap, 0.0), cap_cut)
+        q_kvar = tan_phi * (load_kw + power[..., HEAT_PUMP] + power[..., APPLIANCE])
+        energy = energy_cost_eur(net, bill_import, bill_export, dt)  # flexenv.market.settlement
+        tariff_eur = np.maximum(net, 0.0) * tariff * dt
+        discomfort = comfort_eur_per_kh * comfort + unmet_eur_per_kwh * unmet
+    """
+    B, P = net.shape
+    dso_cut, q_kvar, energy = np.empty((B, P)), np.empty((B, P)), np.empty((B, P))
+    tariff_eur, discomfort = np.empty((B, P)), np.empty((B, P))
+    for b in range(B):
+        for p in range(P):
+            u, cap = uncapped[b, p], dso_cap[b, p]
+            cut = (_np_max(_np_min(u, agg_import_cap[b, p]) - cap, 0.0)
+                   + _np_max(_np_min(-u, agg_export_cap[b, p]) - cap, 0.0))
+            dso_cut[b, p] = _np_min(cut, cap_cut[b, p])
+            q_kvar[b, p] = tan_phi[p] * (load_kw[b, p] + power[b, p, HEAT_PUMP] + power[b, p, APPLIANCE])
+            n = net[b, p]
+            energy[b, p] = dt * (_np_max(n, 0.0) * bill_import[b, p] - _np_max(-n, 0.0) * bill_export[b, p])
+            tariff_eur[b, p] = _np_max(n, 0.0) * tariff[b, p] * dt
+            discomfort[b, p] = comfort_eur_per_kh * comfort[b, p] + unmet_eur_per_kwh * unmet[b, p]
+    return dso_cut, q_kvar, energy, tariff_eur, discomfort
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,7 +283,7 @@ class Engine:
         self._observation_offsets()
         self._operate_constants()
         # one environment: the kernel without threads (their launch costs more than the households' step)
-        self._operate_kernel = operate_kernel_serial if self.B == 1 else operate_kernel
+        self._operate_kernel = household.operate_kernel_serial if self.B == 1 else operate_kernel
         self.k = 0
 
     # ------------------------------------------------------------------------------ construction
@@ -648,6 +691,7 @@ class Engine:
         monthly = fee_per_kw_month * self.manageable_kw * self.dt_h / (30.0 * 24.0)
         self._management_fee = np.broadcast_to(monthly, (B, P)).copy()
         self._management_fee_per_row = self._management_fee.sum(axis=1)
+        self._no_tariff = np.zeros((B, P))
         self._kernel_constants = self._kernel_params()
         self._action_shapes = {"aggregator": (B, self.action_layout["aggregator"].size),
                                "dso": (B, self.action_layout["dso"].size),
@@ -779,14 +823,18 @@ class Engine:
         )
         (self.battery_kwh, self.ev_need_kwh, self.indoor_temp_degc, self.app_start, power, net, request_cut,
          cap_cut, breach, curtailed, comfort, unmet, forced, uncapped) = out
-        # the part of the cut that only the DSO's cap caused (the aggregator's own caps are its contract)
-        dso_cut = (np.maximum(np.minimum(uncapped, aggregator_import_cap) - self.dso_cap_kw, 0.0)
-                   + np.maximum(np.minimum(-uncapped, aggregator_export_cap) - self.dso_cap_kw, 0.0))
-        dso_cut = np.minimum(dso_cut, cap_cut)
+        # elementwise per prosumer, in one pass: the part of the cut that only the DSO's cap caused (the
+        # aggregator's own caps are its contract), reactive power, the energy bill, the DSO tariff, discomfort
+        s = self.signals
+        prefs = self.scenario.preferences
+        tariff = self.dso_tariff_zone[:, :, t][:, self.zone_of_prosumer] if self.dso_link.kind == "tariff" else self._no_tariff
+        dso_cut, q_kvar, energy, tariff_eur, discomfort = _prosumer_terms(
+            dt, net, uncapped, cap_cut, aggregator_import_cap, aggregator_export_cap, self.dso_cap_kw, self._tan_phi,
+            self.load_kw[:, :, g], power, s.bill_import[:, :, t], s.bill_export[:, :, t], tariff,
+            float(prefs.comfort_penalty_eur_per_kh), comfort, float(prefs.ev_unmet_penalty_eur_per_kwh), unmet)
         self.last_net_kw = net
 
         # ---- grid
-        q_kvar = self._tan_phi * (self.load_kw[:, :, g] + power[:, :, HEAT_PUMP] + power[:, :, APPLIANCE])
         result = powerflow.solve(self.feeder, self.to_buses(net), self.to_buses(q_kvar), v_init=self.v_pu, warn=False)
         ok = result.converged
         self.v_pu = np.where(ok[:, None], result.v_pu, 1.0 + 0j) if not ok.all() else result.v_pu
@@ -799,8 +847,6 @@ class Engine:
         self.last_trafo_loading = result.trafo_loading_pct[:, 0]
 
         # ---- money (DESIGN.md §4): what the contracts and markets say
-        s = self.signals
-        energy = energy_cost_eur(net, s.bill_import[:, :, t], s.bill_export[:, :, t], dt)
         ledger.pay("retail_energy", "prosumer", "aggregator", energy)
         cfg = self.scenario.links.prosumer
         fee_per_kw_month = getattr(cfg, "management_fee_eur_per_kw_month", 0.0)
@@ -826,8 +872,7 @@ class Engine:
             ledger.pay("deviation_penalty", "prosumer", "aggregator",
                        np.where(outside, cfg.deviation_penalty_eur_per_kwh * np.abs(net - planned) * dt, 0.0))
         if self.dso_link.kind == "tariff":
-            tariff = self.dso_tariff_zone[:, :, t][:, self.zone_of_prosumer]
-            ledger.pay("dso_tariff", "aggregator", "dso", (np.maximum(net, 0.0) * tariff * dt).sum(axis=1))
+            ledger.pay("dso_tariff", "aggregator", "dso", tariff_eur.sum(axis=1))
         if self.dso_link.kind == "isolated":
             compensation = self.scenario.links.dso.curtailment_compensation_eur_per_kwh
             ledger.pay("dso_compensation", "dso", "prosumer", compensation * dso_cut * dt)
@@ -840,8 +885,6 @@ class Engine:
         ledger.pay("imbalance", "aggregator", "market",
                    imbalance_cost_eur(deviation, self.imbalance_short[:, g], self.imbalance_long[:, g], dt))
 
-        prefs = self.scenario.preferences
-        discomfort = prefs.comfort_penalty_eur_per_kh * comfort + prefs.ev_unmet_penalty_eur_per_kwh * unmet
         self._step_discomfort_eur = discomfort.sum(axis=1)
         self.totals["discomfort_eur"] += self._step_discomfort_eur
         if kind == "gateway":  # the contract's violation fee replaces it in the reward
@@ -1003,7 +1046,7 @@ class Engine:
         sl = lambda role, name: slice(lay[role].fields[name].start, lay[role].fields[name].stop)
         pro = lay["prosumer"].fields
         ahead_fields = ("import_price", "export_price", "import_cap", "load_forecast", "pv_forecast")
-        for a, b in zip(ahead_fields, ahead_fields[1:]):  # contiguous, in this order: one slice
+        for a, b in itertools.pairwise(ahead_fields):  # contiguous, in this order: one slice
             assert pro[a].stop == pro[b].start
         at = {
             "ahead": slice(pro[ahead_fields[0]].start, pro[ahead_fields[-1]].stop),

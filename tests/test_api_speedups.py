@@ -161,3 +161,54 @@ def test_device_states_match_numpy():
         ref[..., 13] = pending
         ref[..., 14] = np.where(pending, np.maximum(latest - t, 0) * dt / 24.0, 0.0)
         assert np.array_equal(devices, ref) and np.array_equal(np.signbit(devices), np.signbit(ref))
+
+
+def test_prosumer_terms_match_numpy():
+    from flexenv.market.settlement import energy_cost_eur
+
+    rng = np.random.default_rng(6)
+    B, P, dt = 2, 8, 0.25
+    for _ in range(50):
+        net, uncapped, cap_cut = _random(rng, (B, P), 5), _random(rng, (B, P), 5), np.abs(_random(rng, (B, P), 2))
+        imp_cap, exp_cap, dso_cap = (np.abs(_random(rng, (B, P), 5)) for _ in range(3))
+        tan_phi, load, power = rng.uniform(0, 0.5, P), _random(rng, (B, P), 2), _random(rng, (B, P, 5), 3)
+        bill_i, bill_e, tariff = (rng.uniform(-0.1, 0.4, (B, P)) for _ in range(3))
+        comfort, unmet = np.abs(_random(rng, (B, P), 1)), np.abs(_random(rng, (B, P), 1))
+        got = eng._prosumer_terms(dt, net, uncapped, cap_cut, imp_cap, exp_cap, dso_cap, tan_phi, load, power,
+                                  bill_i, bill_e, tariff, 0.5, comfort, 1.5, unmet)
+        with np.errstate(all="ignore"):  # inf - inf among the special values
+            dso_cut = np.minimum(np.maximum(np.minimum(uncapped, imp_cap) - dso_cap, 0.0)
+                                 + np.maximum(np.minimum(-uncapped, exp_cap) - dso_cap, 0.0), cap_cut)
+            ref = (dso_cut, tan_phi * (load + power[..., 2] + power[..., 4]), energy_cost_eur(net, bill_i, bill_e, dt),
+                   np.maximum(net, 0.0) * tariff * dt, 0.5 * comfort + 1.5 * unmet)
+        for x, y in zip(got, ref):
+            assert np.array_equal(x, y, equal_nan=True) and np.array_equal(np.signbit(x), np.signbit(y))
+
+
+def test_accumulate_elementwise_matches_numpy():
+    rng = np.random.default_rng(7)
+    B, P, dt = 3, 5, 0.25
+    totals = [_random(rng, (B, P)) if i < 3 else _random(rng, (B,)) for i in range(12)]
+    ref = [x.copy() for x in totals]
+    prosumer, comfort, unmet = (_random(rng, (B, P)) for _ in range(3))
+    agg, dso, market, clipped, losses, trafo = (_random(rng, (B,)) for _ in range(6))
+    overloaded, converged = rng.random(B) < 0.5, rng.random(B) < 0.5
+    violations = rng.integers(0, 3, B)
+    eng._accumulate_elementwise(dt, totals[0], prosumer, totals[3], agg, totals[4], dso, totals[5], market, totals[6], clipped,
+                                totals[1], comfort, totals[2], unmet, totals[7], losses, totals[8], trafo, totals[9],
+                                totals[10], overloaded, totals[11], violations, totals[6], converged)
+    ref[0] += prosumer
+    ref[1] += comfort
+    ref[2] += unmet
+    ref[3] += agg
+    ref[4] += dso
+    ref[5] += market
+    ref[6] += clipped
+    ref[7] += losses * dt
+    ref[8] = np.maximum(ref[8], trafo)
+    ref[9] += overloaded
+    ref[10] += overloaded | (violations > 0)
+    ref[11] += violations
+    ref[6] += ~converged
+    for x, y in zip(totals, ref):
+        assert np.array_equal(x, y, equal_nan=True) and np.array_equal(np.signbit(x), np.signbit(y))
