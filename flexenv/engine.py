@@ -101,8 +101,18 @@ def _clip_float32(v, bound):
 @numba.njit(cache=True)
 def _device_states(devices, t, T, dt_h, battery_kwh, inv_battery_kwh, ev_need_kwh, inv_ev_kwh, ev_arrival, ev_departure,
                    indoor_temp, t_min, inv_band, t_out, app_start, app_earliest, app_latest):
-    """The changing columns of the prosumers' `devices` observation field (B, P, 15), in place; the
-    numpy expressions they replace are in the comments (same operations in the same order)."""
+    """The changing columns of the prosumers' `devices` observation field (B, P, 15), in place, as::
+
+        present = (ev_arrival <= t) & (t < ev_departure); pending = (app_start < 0) & (app_earliest < T)
+        devices[..., 3] = battery_kwh * inv_battery_kwh
+        devices[..., 6] = present
+        devices[..., 7] = ev_need_kwh * inv_ev_kwh * present
+        devices[..., 8] = np.where(present, (ev_departure - t) * dt_h / 24.0, 0.0)
+        devices[..., 10] = (indoor_temp - t_min) * inv_band
+        devices[..., 11] = t_out[:, None] / 20.0
+        devices[..., 13] = pending
+        devices[..., 14] = np.where(pending, np.maximum(app_latest - t, 0) * dt_h / 24.0, 0.0)
+    """
     B, P = battery_kwh.shape
     for b in range(B):
         for p in range(P):
@@ -111,8 +121,8 @@ def _device_states(devices, t, T, dt_h, battery_kwh, inv_battery_kwh, ev_need_kw
             present_f = 1.0 if present else 0.0
             devices[b, p, 3] = battery_kwh[b, p] * inv_battery_kwh[p]  # SoC
             devices[b, p, 6] = present_f
-            devices[b, p, 7] = ev_need_kwh[b, p] * inv_ev_kwh[p] * present_f  # need × present (a product, as numpy)
-            devices[b, p, 8] = (ev_departure[b, p] - t) * dt_h / 24.0 if present else 0.0  # np.where(present, ..., 0)
+            devices[b, p, 7] = ev_need_kwh[b, p] * inv_ev_kwh[p] * present_f  # a product, as numpy's (0 × inf is NaN)
+            devices[b, p, 8] = (ev_departure[b, p] - t) * dt_h / 24.0 if present else 0.0
             devices[b, p, 10] = (indoor_temp[b, p] - t_min[p]) * inv_band[p]
             devices[b, p, 11] = t_out[b] / 20.0
             devices[b, p, 13] = 1.0 if pending else 0.0
