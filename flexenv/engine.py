@@ -231,6 +231,30 @@ def _prosumer_terms(dt, net, uncapped, cap_cut, agg_import_cap, agg_export_cap, 
     return dso_cut, q_kvar, energy, tariff_eur, discomfort
 
 
+@numba.njit(cache=True)
+def _nocontrol_day_serial(T, g0, dt, load_fc, pv_fc, t_out, cop, ev_arrival, ev_departure, ev_energy_kwh, app_earliest,
+                          app_latest, bat_cap, bat_pc, bat_pd, bat_eta_c, bat_eta_d, bat_sd, ev_cap, ev_pmax, ev_eta, ev_v2g,
+                          hp_pmax, hp_r, hp_c, hp_tmin, hp_tmax, hp_tset, app_profile, bat_e, ev_need, temp, app_start,
+                          zeros, all_default, no_cap):
+    """`Engine._simulate_nocontrol`'s loop over the PTUs of the day (from episode PTU `g0`), the same
+    household kernel call by call: (net (B, P, T), device powers (B, P, T, 5), appliance starts (B, P))."""
+    B, P = bat_e.shape
+    net = np.empty((B, P, T))
+    power = np.empty((B, P, T, 5))
+    for t in range(T):
+        g = g0 + t
+        out = household.operate_kernel_serial(
+            t, dt, load_fc[:, :, g], pv_fc[:, :, g], t_out[:, g], cop[:, :, g], ev_arrival, ev_departure, ev_energy_kwh,
+            app_earliest, app_latest, bat_cap, bat_pc, bat_pd, bat_eta_c, bat_eta_d, bat_sd, ev_cap, ev_pmax, ev_eta,
+            ev_v2g, hp_pmax, hp_r, hp_c, hp_tmin, hp_tmax, hp_tset, app_profile, bat_e, ev_need, temp, app_start,
+            zeros, all_default, no_cap, no_cap,
+        )
+        bat_e, ev_need, temp, app_start = out[0], out[1], out[2], out[3]
+        power[:, :, t, :] = out[4]
+        net[:, :, t] = out[5]
+    return net, power, app_start
+
+
 @dataclasses.dataclass(frozen=True)
 class Step:
     phase: str
@@ -677,6 +701,11 @@ class Engine:
         all_default = np.ones((B, P, len(DEVICE_ORDER)), dtype=bool)
         inf = np.full((B, P), np.inf)
         zeros = np.zeros((B, P, len(DEVICE_ORDER)))
+        if B == 1:  # one environment: the day's loop in numba (96 kernel calls from Python cost more than the work)
+            return _nocontrol_day_serial(
+                T, steps.start, self.dt_h, self.load_forecast_kw, self.pv_forecast_kw, self.t_out_degc, self.cop,
+                self.ev_arrival[:, :, d], self.ev_departure[:, :, d], self.ev_energy_kwh[:, :, d], self.app_earliest[:, :, d],
+                self.app_latest[:, :, d], *self._kernel_params(), *state, zeros, all_default, inf)
         net, power = np.empty((B, P, T)), np.empty((B, P, T, len(DEVICE_ORDER)))
         for t in range(T):  # a loop over time only, batched over rows and prosumers
             g = steps.start + t

@@ -212,3 +212,13 @@ def test_accumulate_elementwise_matches_numpy():
     ref[6] += ~converged
     for x, y in zip(totals, ref):
         assert np.array_equal(x, y, equal_nan=True) and np.array_equal(np.signbit(x), np.signbit(y))
+
+
+def test_nocontrol_day_of_one_env_equals_the_batched_loop():
+    """B = 1 simulates the no-control day in one numba loop; B > 1 loops in Python over the parallel kernel."""
+    scenario = flexenv.make("Gateway-Tariff-Rural40-v0").scenario
+    one, two = eng.Engine(scenario, batch_size=1), eng.Engine(scenario, batch_size=2)
+    one.reset([11])
+    two.reset([11, 11])
+    for x, y in zip(one._simulate_nocontrol(), two._simulate_nocontrol()):
+        assert np.array_equal(x[0], y[0]) and np.array_equal(x[0], y[1])
