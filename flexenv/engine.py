@@ -232,6 +232,22 @@ def _prosumer_terms(dt, net, uncapped, cap_cut, agg_import_cap, agg_export_cap, 
 
 
 @numba.njit(cache=True)
+def _count_changed_caps(new, old):
+    """(B,) int64: per row, how many caps changed, as
+    ``(~np.isclose(new, old) & ~(np.isinf(new) & np.isinf(old))).sum(axis=1)`` (np.isclose's defaults:
+    |new - old| <= 1e-08 + 1e-05 |old| with `old` finite, or equal)."""
+    B, P = new.shape
+    out = np.zeros(B, dtype=np.int64)
+    for b in range(B):
+        for p in range(P):
+            x, y = new[b, p], old[b, p]
+            close = (abs(x - y) <= 1e-08 + 1e-05 * abs(y) and np.isfinite(y)) or x == y
+            if not close and not (np.isinf(x) and np.isinf(y)):
+                out[b] += 1
+    return out
+
+
+@numba.njit(cache=True)
 def _nocontrol_day_serial(T, g0, dt, load_fc, pv_fc, t_out, cop, ev_arrival, ev_departure, ev_energy_kwh, app_earliest,
                           app_latest, bat_cap, bat_pc, bat_pd, bat_eta_c, bat_eta_d, bat_sd, ev_cap, ev_pmax, ev_eta, ev_v2g,
                           hp_pmax, hp_r, hp_c, hp_tmin, hp_tmax, hp_tset, app_profile, bat_e, ev_need, temp, app_start,
@@ -844,9 +860,9 @@ class Engine:
         if self.dso_link.kind == "isolated":
             zone_cap = self.dso_link.decode_caps(self.action_layout["dso"], actions["dso"])
             new_dso_cap = zone_cap[:, self.zone_of_prosumer]
-            changed = ~np.isclose(new_dso_cap, self.dso_cap_kw) & ~(np.isinf(new_dso_cap) & np.isinf(self.dso_cap_kw))
-            comm["dso-prosumers"][0] += changed.sum(axis=1)
-            comm["dso-prosumers"][1] += changed.sum(axis=1) * (HEADER_BYTES + VALUE_BYTES)
+            n_changed = _count_changed_caps(new_dso_cap, self.dso_cap_kw)
+            comm["dso-prosumers"][0] += n_changed
+            comm["dso-prosumers"][1] += n_changed * (HEADER_BYTES + VALUE_BYTES)
             self.dso_cap_kw = new_dso_cap
         aggregator_import_cap, aggregator_export_cap = import_cap, export_cap
         import_cap = np.minimum(import_cap, self.dso_cap_kw)

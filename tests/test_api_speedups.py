@@ -222,3 +222,14 @@ def test_nocontrol_day_of_one_env_equals_the_batched_loop():
     two.reset([11, 11])
     for x, y in zip(one._simulate_nocontrol(), two._simulate_nocontrol()):
         assert np.array_equal(x[0], y[0]) and np.array_equal(x[0], y[1])
+
+
+def test_count_changed_caps_matches_numpy():
+    rng = np.random.default_rng(8)
+    for _ in range(100):
+        old = np.abs(_random(rng, (3, 7), 5.0))
+        new = np.where(rng.random((3, 7)) < 0.5, old * (1 + rng.choice([0.0, 1e-7, 1e-5, 1e-3], (3, 7))), np.abs(_random(rng, (3, 7), 5.0)))
+        with np.errstate(all="ignore"):
+            ref = (~np.isclose(new, old) & ~(np.isinf(new) & np.isinf(old))).sum(axis=1)
+        got = eng._count_changed_caps(new, old)
+        assert got.dtype == ref.dtype and np.array_equal(got, ref)
