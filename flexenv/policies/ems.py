@@ -545,21 +545,20 @@ def _pen(s, w, lo, hi):
 
 @nb.njit(cache=True)
 def _storage_dp(H, dt, s0, alpha, beta, umin, umax, kc, kd, lo, hi, pw, plo, phi, term_w, term_target,
-                other, FX, FS, FN, FV, vx, vv, vn, tx, ty, CX, CY, CN, qx, qy, out_p, out_s, stats, mu_p, mu_m, past):
+                other, FX, FS, FN, FV, vx, vv, vn, tx, ty, rlo, rhi, CX, CY, CN, out_p, out_s, stats, mu_p, mu_m):
     """Exact DP of one storage-like device against the convex PL cost of its net power.
 
     State s_{t+1} = alpha s_t + beta_t + u_t, u_t in [umin_t, umax_t], s in [lo, hi] (hard);
     power p_t = kc_t u (u >= 0) or kd_t u (u < 0) in kW; stage cost dt * F_t(other_t + p_t) +
     pw_t * dist(s_{t+1}, [plo_t, phi_t]); terminal term_w * max(term_target - s_H, 0).
-    Writes power out_p (H,) and states out_s (H+1,); returns the planned cost (EUR). CX, CY (H, .), CN (H,):
-    work arrays for the stage costs.
+    Writes power out_p (H,) and states out_s (H+1,); returns the planned cost (EUR). Also writes the
+    reachable state intervals rlo, rhi (H+1,) and the stage costs CX, CY (H, .), CN (H,), which
+    :func:`_past_values` reuses.
     Also writes the device's marginal values per kWh of grid energy at its planned point: mu_p[t]
     (what one more kWh at t is worth to it, -BIG when it cannot take more) and mu_m[t] (what one kWh
     less at t costs it, +BIG when it cannot give less), from the slopes of V_{t+1}.
     """
     # forward reachable intervals (value functions only live there)
-    rlo = np.empty(H + 1)
-    rhi = np.empty(H + 1)
     rlo[0] = s0
     rhi[0] = s0
     for t in range(H):
@@ -615,13 +614,19 @@ def _storage_dp(H, dt, s0, alpha, beta, umin, umax, kc, kd, lo, hi, pw, plo, phi
         i = 0
         j = nc - 1  # c~ walks c backwards
         m = 1
+        sv = sc = 0.0
+        i_sv = j_sc = -1  # segments whose slopes sv, sc hold (a slope is computed once per segment)
         while i < nV - 1 or j > 0:
             take_v = False
             if j <= 0:
                 take_v = True
             elif i < nV - 1:
-                sv = (ay[i + 1] - ay[i]) / (ax[i + 1] - ax[i])
-                sc = dt * (cy[j - 1] - cy[j]) / (cx[j] - cx[j - 1])  # slope of c~(v) = c(-v)
+                if i != i_sv:
+                    sv = (ay[i + 1] - ay[i]) / (ax[i + 1] - ax[i])
+                    i_sv = i
+                if j != j_sc:
+                    sc = dt * (cy[j - 1] - cy[j]) / (cx[j] - cx[j - 1])  # slope of c~(v) = c(-v)
+                    j_sc = j
                 take_v = sv <= sc
             if take_v:
                 dx = ax[i + 1] - ax[i]
@@ -756,18 +761,16 @@ def _storage_dp(H, dt, s0, alpha, beta, umin, umax, kc, kd, lo, hi, pw, plo, phi
         out_s[t + 1] = s
         total += _pen(s, pw[t], plo[t], phi[t])
     total += term_w * max(term_target - s, 0.0)
-    if past:
-        _past_values(H, dt, s0, alpha, beta, umin, umax, kc, kd, pw, plo, phi,
-                     rlo, rhi, tx, ty, CX, CY, CN, qx, qy, out_p, out_s, stats, mu_p, mu_m)
     return total
 
 
 @nb.njit(cache=True)
 def _past_values(H, dt, s0, alpha, beta, umin, umax, kc, kd, pw, plo, phi,
-                 rlo, rhi, tx, ty, CX, CY, CN, qx, qy, out_p, out_s, stats, mu_p, mu_m):
+                 rlo, rhi, tx, ty, CX, CY, CN, qx, qy, out_s, mu_p, mu_m):
     """Forward pass mirroring the backward one: cost-to-arrive C_t(s) (convex PL, the best past
     reaching state s at t). A device can also absorb a change of its power at t in its past (state
-    s_t moves instead of s_{t+1}); its marginal values become the better of future and past."""
+    s_t moves instead of s_{t+1}); its marginal values become the better of future and past.
+    Takes the reachable intervals, stage costs and states of the device's last :func:`_storage_dp`."""
     qx[0] = s0
     qy[0] = 0.0
     nq = 1
@@ -793,13 +796,19 @@ def _past_values(H, dt, s0, alpha, beta, umin, umax, kc, kd, pw, plo, phi,
         i = 0
         j = 0
         m = 1
+        sg = sc = 0.0
+        i_sg = j_sc = -1  # segments whose slopes sg, sc hold (a slope is computed once per segment)
         while i < nq - 1 or j < nc - 1:
             take_g = False
             if j >= nc - 1:
                 take_g = True
             elif i < nq - 1:
-                sg = (qy[i + 1] - qy[i]) / (alpha * (qx[i + 1] - qx[i]))
-                sc = dt * (cy[j + 1] - cy[j]) / (cx[j + 1] - cx[j])
+                if i != i_sg:
+                    sg = (qy[i + 1] - qy[i]) / (alpha * (qx[i + 1] - qx[i]))
+                    i_sg = i
+                if j != j_sc:
+                    sc = dt * (cy[j + 1] - cy[j]) / (cx[j + 1] - cx[j])
+                    j_sc = j
                 take_g = sg <= sc
             if take_g:
                 dx = alpha * (qx[i + 1] - qx[i])
@@ -897,15 +906,17 @@ ORDER = (APP, EV, HP, BAT)  # block order of a sweep
 def _solve_block(d, H, dt, base, pwr, st, pen, mup, mum, rup, rdn, exch, radius, past,
                  UMIN, UMAX, KC, KD, S0, ALPHA, BETA, LO, HI, PW, PLO, PHI, TW, TT,
                  prof, a_lo, a_hi, FX, FS, FN, FV, GX, GS, GN, GV,
-                 vx, vv, vn, tx, ty, cx, cy, cn, qx, qy, other, out_p, out_s, mo_p, mo_m, mo_rp, mo_rm, stats):
+                 vx, vv, vn, tx, ty, RLO, RHI, CX, CY, CN, other, out_p, OUT_S, pending, stats):
     """Re-plan device d exactly against the others' current powers (rows of pwr). With ``exch`` the
     device also sees, per PTU, the best marginal value of another storage device for up to
     ``radius`` kW of trade (see :func:`_exchange_F`). Updates pwr[d], st[d], pen[d], and the
-    device's marginal values mup/mum and power room rup/rdn (kW)."""
+    device's marginal values mup/mum (future part; with ``past``, pending[d] is set and
+    :func:`_finish_past_values` adds the past part) and power room rup/rdn (kW). RLO, RHI, CX, CY,
+    CN, OUT_S: per storage device, what its last DP leaves for the past values."""
     # the work arrays of the inner loops, without reference counting (see _borrow)
     FX, FS, GX, GS = _borrow(FX), _borrow(FS), _borrow(GX), _borrow(GS)
-    vx, vv, tx, ty, cx, cy, cn = _borrow(vx), _borrow(vv), _borrow(tx), _borrow(ty), _borrow(cx), _borrow(cy), _borrow(cn)
-    qx, qy = _borrow(qx), _borrow(qy)
+    vx, vv, tx, ty = _borrow(vx), _borrow(vv), _borrow(tx), _borrow(ty)
+    CX, CY = _borrow(CX), _borrow(CY)
     for t in range(H):
         o = base[t]
         for e in range(4):
@@ -942,14 +953,31 @@ def _solve_block(d, H, dt, base, pwr, st, pen, mup, mum, rup, rdn, exch, radius,
         return start
     pen[d] = _storage_dp(H, dt, S0[d], ALPHA[d], BETA[d], UMIN[d], UMAX[d], KC[d], KD[d], LO[d], HI[d],
                          PW[d], PLO[d], PHI[d], TW[d], TT[d], other, AX, AS, AN, AV,
-                         vx, vv, vn, tx, ty, cx, cy, cn, qx, qy, out_p, out_s, stats, mup[d], mum[d], past)
+                         vx, vv, vn, tx, ty, RLO[d], RHI[d], CX[d], CY[d], CN[d], out_p, OUT_S[d], stats,
+                         mup[d], mum[d])
+    pending[d] = past
     for t in range(H):
         p = out_p[t]
         pwr[d, t] = p
         rup[d, t] = max(KC[d, t] * UMAX[d, t] - p, 0.0)
         rdn[d, t] = max(p - KD[d, t] * UMIN[d, t], 0.0)
-    st[d, :] = out_s
+    st[d, :] = OUT_S[d]
     return -1
+
+
+@nb.njit(cache=True)
+def _finish_past_values(pending, H, dt, S0, ALPHA, BETA, UMIN, UMAX, KC, KD, PW, PLO, PHI,
+                        RLO, RHI, CX, CY, CN, OUT_S, tx, ty, qx, qy, mup, mum):
+    """Add the past marginal values (:func:`_past_values`) of the storage devices whose last DP asked
+    for them. They are computed only when they are about to be read: the marginal values of a plan
+    that is undone (a rejected exchange step) or re-planned first are never needed, so computing
+    them at the DP was wasted most of the time. Same inputs, so the same values."""
+    tx, ty, qx, qy, CX, CY = _borrow(tx), _borrow(ty), _borrow(qx), _borrow(qy), _borrow(CX), _borrow(CY)
+    for d in range(3):
+        if pending[d]:
+            _past_values(H, dt, S0[d], ALPHA[d], BETA[d], UMIN[d], UMAX[d], KC[d], KD[d], PW[d], PLO[d], PHI[d],
+                         RLO[d], RHI[d], tx, ty, CX[d], CY[d], CN[d], qx, qy, OUT_S[d], mup[d], mum[d])
+            pending[d] = False
 
 
 @nb.njit(cache=True)
@@ -1013,18 +1041,18 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
         vn = np.empty(H + 1, dtype=np.int64)
         tx = np.empty(2 * NMAX + 64)
         ty = np.empty(2 * NMAX + 64)
-        cx = np.empty((H, KM + 16))  # stage costs of a storage DP
-        cy = np.empty((H, KM + 16))
-        cn = np.empty(H, dtype=np.int64)
+        # per storage device, from its last DP: reachable intervals, stage costs, states
+        rlo = np.empty((3, H + 1))
+        rhi = np.empty((3, H + 1))
+        cx = np.empty((3, H, KM + 16))
+        cy = np.empty((3, H, KM + 16))
+        cn = np.empty((3, H), dtype=np.int64)
+        out_s = np.zeros((3, H + 1))
+        pending = np.zeros(3, dtype=np.bool_)  # past marginal values still to add (_finish_past_values)
         qx = np.empty(NMAX)  # cost-to-arrive of the past values
         qy = np.empty(NMAX)
         other = np.empty(H)
         out_p = np.zeros(H)
-        out_s = np.zeros(H + 1)
-        mo_p = np.empty(H)
-        mo_m = np.empty(H)
-        mo_rp = np.empty(H)
-        mo_rm = np.empty(H)
         for t in range(H):  # exact cost of the net power (PV folded in)
             nk, v0 = _build_F(pi[p, t], pe[p, t], ci[p, t], ce[p, t], w_cap, pv[p, t], 0.0, 1, FX[t], FS[t])
             FN[t] = nk
@@ -1110,7 +1138,7 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
                     r = _solve_block(d, H, dt, base[p], pwr, st, pen, mup, mum, rup, rdn, False, 0.0, flag,
                                      UMIN, UMAX, KC, KD, S0, ALPHA, BETA, LO, HI, PW, PLO, PHI, TW, TT,
                                      app_prof[p], app_lo[p], app_hi[p], FX, FS, FN, FV, GX, GS, GN, GV,
-                                     vx, vv, vn, tx, ty, cx, cy, cn, qx, qy, other, out_p, out_s, mo_p, mo_m, mo_rp, mo_rm,
+                                     vx, vv, vn, tx, ty, rlo, rhi, cx, cy, cn, other, out_p, out_s, pending,
                                      stats[p])
                     stats[p, 2] += 1
                     if d == APP:
@@ -1121,6 +1149,9 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
             if n_flex <= 1 or past_now or (stalled and not use_past):  # one device: already exact
                 break
             past_now = stalled and use_past  # one more sweep that also computes the past marginal values
+        # the marginal values are read from here on
+        _finish_past_values(pending, H, dt, S0, ALPHA, BETA, UMIN, UMAX, KC, KD, PW, PLO, PHI,
+                            rlo, rhi, cx, cy, cn, out_s, tx, ty, qx, qy, mup, mum)
         # appliance: the start interacts with the storages (e.g. both want the PV surplus), so the
         # best few other starts, ranked with the storages' marginal values, are each tried with the
         # storages re-planned; the best true objective is kept
@@ -1165,8 +1196,8 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
                             _solve_block(d, H, dt, base[p], pwr, st, pen, mup, mum, rup, rdn, False, 0.0, use_past,
                                          UMIN, UMAX, KC, KD, S0, ALPHA, BETA, LO, HI, PW, PLO, PHI, TW, TT,
                                          app_prof[p], app_lo[p], app_hi[p], FX, FS, FN, FV, GX, GS, GN, GV,
-                                         vx, vv, vn, tx, ty, cx, cy, cn, qx, qy, other, out_p, out_s, mo_p, mo_m, mo_rp,
-                                         mo_rm, stats[p])
+                                         vx, vv, vn, tx, ty, rlo, rhi, cx, cy, cn, other, out_p, out_s, pending,
+                                         stats[p])
                             stats[p, 2] += 1
                 new = _objective(H, dt, base[p], pwr, pen, pi[p], pe[p], ci[p], ce[p], w_cap, pv[p])
                 if new < obj - tol:
@@ -1176,6 +1207,9 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
                     pwr[:] = b_pwr
                     st[:] = b_st
                     pen[:] = b_pen
+            # the marginal values of the last re-plans are read by the exchange steps
+            _finish_past_values(pending, H, dt, S0, ALPHA, BETA, UMIN, UMAX, KC, KD, PW, PLO, PHI,
+                                rlo, rhi, cx, cy, cn, out_s, tx, ty, qx, qy, mup, mum)
         # phase 2: exchange steps where two storage devices would gain by trading power at a PTU
         # (coordinate descent stalls there, e.g. under a tight cap); a step re-plans one device
         # seeing its partners' marginal values, then the others exactly; kept only if the true
@@ -1219,7 +1253,7 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
                         r = _solve_block(e, H, dt, base[p], pwr, st, pen, mup, mum, rup, rdn, q == 0, radius, use_past,
                                          UMIN, UMAX, KC, KD, S0, ALPHA, BETA, LO, HI, PW, PLO, PHI, TW, TT,
                                          app_prof[p], app_lo[p], app_hi[p], FX, FS, FN, FV, GX, GS, GN, GV,
-                                         vx, vv, vn, tx, ty, cx, cy, cn, qx, qy, other, out_p, out_s, mo_p, mo_m, mo_rp, mo_rm,
+                                         vx, vv, vn, tx, ty, rlo, rhi, cx, cy, cn, other, out_p, out_s, pending,
                                          stats[p])
                         stats[p, 2] += 1
                         if e == APP:
@@ -1229,7 +1263,11 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
                         obj = new
                         kept = True
                         stats[p, 3] += 1
-                    else:  # undo
+                        # the next step reads the marginal values of this one
+                        _finish_past_values(pending, H, dt, S0, ALPHA, BETA, UMIN, UMAX, KC, KD, PW, PLO, PHI,
+                                            rlo, rhi, cx, cy, cn, out_s, tx, ty, qx, qy, mup, mum)
+                    else:  # undo (the backed-up marginal values are complete: nothing left to add)
+                        pending[:] = False
                         pwr[:] = b_pwr
                         st[:] = b_st
                         pen[:] = b_pen
