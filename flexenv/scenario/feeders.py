@@ -21,14 +21,25 @@ _PANDAPOWER_NETWORKS = {
 }
 
 
-def pandapower_net(name: str):
-    """A fresh pandapower network for a named feeder (pandapower is imported here, lazily)."""
+def pandapower_net(name: str, seed: int = 0):
+    """A fresh pandapower network for a named feeder (pandapower is imported here, lazily).
+
+    pandapower's Kerber builders draw cable types and branch-outs with Python's `random` module, so
+    they run under `random.seed(seed)`: every process builds the same feeder for the same seed (the
+    caller's random state is restored afterwards)."""
+    import random
+
     import pandapower.networks as pn
 
     constructor, kwargs = _PANDAPOWER_NETWORKS[name]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pandapower's deprecation chatter on network creation
-        return getattr(pn, constructor)(**kwargs)
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pandapower's deprecation chatter on network creation
+            return getattr(pn, constructor)(**kwargs)
+    finally:
+        random.setstate(state)
 
 
 def simbench_net(code: str):
@@ -43,7 +54,7 @@ def simbench_net(code: str):
 @functools.lru_cache(maxsize=32)
 def _load_feeder(source: str, name: str | None, simbench_code: str | None, n_buses: int, seed: int) -> Feeder:
     if source == "named":
-        return Feeder.from_pandapower(pandapower_net(name), name=name)
+        return Feeder.from_pandapower(pandapower_net(name, seed), name=name)
     if source == "simbench":
         return Feeder.from_pandapower(simbench_net(simbench_code), name=simbench_code)
     return Feeder.synthetic(n_buses, seed)
