@@ -45,6 +45,7 @@ Horizon conventions (shared with the MILP in ``baselines.oracle.prosumer``):
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numba as nb
@@ -611,6 +612,7 @@ def _storage_dp(H, dt, s0, alpha, beta, umin, umax, kc, kd, lo, hi, pw, plo, phi
         zy0 = ay[0] + dt * cy[nc - 1]
         tx[0] = zx0
         ty[0] = zy0
+        xm, ym = zx0, zy0  # running point, kept in registers (= tx[m - 1], ty[m - 1])
         i = 0
         j = nc - 1  # c~ walks c backwards
         m = 1
@@ -636,8 +638,10 @@ def _storage_dp(H, dt, s0, alpha, beta, umin, umax, kc, kd, lo, hi, pw, plo, phi
                 dx = cx[j] - cx[j - 1]
                 dy = dt * (cy[j - 1] - cy[j])
                 j -= 1
-            tx[m] = tx[m - 1] + dx
-            ty[m] = ty[m - 1] + dy
+            xm += dx
+            ym += dy
+            tx[m] = xm
+            ty[m] = ym
             m += 1
         # V_t(s) = W(alpha s + beta) + pen_{t-1}(s) on R_t
         a_ = rlo[t]
@@ -791,8 +795,10 @@ def _past_values(H, dt, s0, alpha, beta, umin, umax, kc, kd, pw, plo, phi,
         cx = CX[t]
         cy = CY[t]
         nc = CN[t]
-        tx[0] = alpha * qx[0] + beta[t] + cx[0]
-        ty[0] = qy[0] + dt * cy[0]
+        xm = alpha * qx[0] + beta[t] + cx[0]
+        ym = qy[0] + dt * cy[0]
+        tx[0] = xm
+        ty[0] = ym
         i = 0
         j = 0
         m = 1
@@ -818,8 +824,10 @@ def _past_values(H, dt, s0, alpha, beta, umin, umax, kc, kd, pw, plo, phi,
                 dx = cx[j + 1] - cx[j]
                 dy = dt * (cy[j + 1] - cy[j])
                 j += 1
-            tx[m] = tx[m - 1] + dx
-            ty[m] = ty[m - 1] + dy
+            xm += dx
+            ym += dy
+            tx[m] = xm
+            ty[m] = ym
             m += 1
         a_ = rlo[t + 1]
         b_ = rhi[t + 1]
@@ -903,16 +911,29 @@ ORDER = (APP, EV, HP, BAT)  # block order of a sweep
 
 
 @nb.njit(cache=True)
+def _same_bits(a, b):
+    """a and b are the same float, signed zeros told apart (a DP fed either gives the same bits)."""
+    return a == b and (a != 0.0 or math.copysign(1.0, a) == math.copysign(1.0, b))
+
+
+@nb.njit(cache=True)
 def _solve_block(d, H, dt, base, pwr, st, pen, mup, mum, rup, rdn, exch, radius, past,
                  UMIN, UMAX, KC, KD, S0, ALPHA, BETA, LO, HI, PW, PLO, PHI, TW, TT,
                  prof, a_lo, a_hi, FX, FS, FN, FV, GX, GS, GN, GV,
-                 vx, vv, vn, tx, ty, RLO, RHI, CX, CY, CN, other, out_p, OUT_S, pending, stats):
+                 vx, vv, vn, tx, ty, RLO, RHI, CX, CY, CN, other, out_p, OUT_S, pending,
+                 memo_other, memo_ok, memo_coarse, has_past, buf_ok, stats):
     """Re-plan device d exactly against the others' current powers (rows of pwr). With ``exch`` the
     device also sees, per PTU, the best marginal value of another storage device for up to
     ``radius`` kW of trade (see :func:`_exchange_F`). Updates pwr[d], st[d], pen[d], and the
     device's marginal values mup/mum (future part; with ``past``, pending[d] is set and
     :func:`_finish_past_values` adds the past part) and power room rup/rdn (kW). RLO, RHI, CX, CY,
-    CN, OUT_S: per storage device, what its last DP leaves for the past values."""
+    CN, OUT_S: per storage device, what its last DP leaves for the past values.
+
+    A storage device's exact re-plan is skipped when its DP would see exactly the same inputs as its
+    last one whose results are still its plan (memo_ok[d]: the others' net power memo_other[d]);
+    the DP is deterministic, so it would return that plan again. memo_coarse[d]: stages that DP
+    coarsened (counted again); has_past[d]: mup/mum include the past part; buf_ok[d]: RLO..OUT_S[d]
+    are that DP's (needed to add the past part later)."""
     # the work arrays of the inner loops, without reference counting (see _borrow)
     FX, FS, GX, GS = _borrow(FX), _borrow(FS), _borrow(GX), _borrow(GS)
     vx, vv, tx, ty = _borrow(vx), _borrow(vv), _borrow(tx), _borrow(ty)
@@ -923,6 +944,19 @@ def _solve_block(d, H, dt, base, pwr, st, pen, mup, mum, rup, rdn, exch, radius,
             if e != d:
                 o += pwr[e, t]
         other[t] = o
+    # skip only if the marginal values can end as a re-plan would leave them: with the past part
+    # exactly when asked for (it can be added later from that DP's buffers, not removed)
+    reusable = memo_ok[d] and (past or not has_past[d]) and (has_past[d] or not past or buf_ok[d])
+    if d != APP and not exch and reusable:
+        same = True
+        for t in range(H):
+            if not _same_bits(other[t], memo_other[d, t]):
+                same = False
+                break
+        if same:  # the DP would return the current plan again
+            stats[0] += memo_coarse[d]
+            pending[d] = past and not has_past[d]
+            return -1
     AX, AS, AN, AV = FX, FS, FN, FV
     if exch:
         for t in range(H):  # best trading partner per PTU and side
@@ -951,11 +985,17 @@ def _solve_block(d, H, dt, base, pwr, st, pen, mup, mum, rup, rdn, exch, radius,
             if start + k < H:
                 pwr[APP, start + k] = prof[k]
         return start
+    coarse0 = stats[0]
     pen[d] = _storage_dp(H, dt, S0[d], ALPHA[d], BETA[d], UMIN[d], UMAX[d], KC[d], KD[d], LO[d], HI[d],
                          PW[d], PLO[d], PHI[d], TW[d], TT[d], other, AX, AS, AN, AV,
                          vx, vv, vn, tx, ty, RLO[d], RHI[d], CX[d], CY[d], CN[d], out_p, OUT_S[d], stats,
                          mup[d], mum[d])
     pending[d] = past
+    has_past[d] = False
+    memo_ok[d] = not exch  # an exchange re-plan is not the exact DP against the others
+    buf_ok[d] = not exch
+    memo_coarse[d] = stats[0] - coarse0
+    memo_other[d, :] = other
     for t in range(H):
         p = out_p[t]
         pwr[d, t] = p
@@ -967,7 +1007,7 @@ def _solve_block(d, H, dt, base, pwr, st, pen, mup, mum, rup, rdn, exch, radius,
 
 @nb.njit(cache=True)
 def _finish_past_values(pending, H, dt, S0, ALPHA, BETA, UMIN, UMAX, KC, KD, PW, PLO, PHI,
-                        RLO, RHI, CX, CY, CN, OUT_S, tx, ty, qx, qy, mup, mum):
+                        RLO, RHI, CX, CY, CN, OUT_S, tx, ty, qx, qy, mup, mum, has_past):
     """Add the past marginal values (:func:`_past_values`) of the storage devices whose last DP asked
     for them. They are computed only when they are about to be read: the marginal values of a plan
     that is undone (a rejected exchange step) or re-planned first are never needed, so computing
@@ -978,6 +1018,7 @@ def _finish_past_values(pending, H, dt, S0, ALPHA, BETA, UMIN, UMAX, KC, KD, PW,
             _past_values(H, dt, S0[d], ALPHA[d], BETA[d], UMIN[d], UMAX[d], KC[d], KD[d], PW[d], PLO[d], PHI[d],
                          RLO[d], RHI[d], tx, ty, CX[d], CY[d], CN[d], qx, qy, OUT_S[d], mup[d], mum[d])
             pending[d] = False
+            has_past[d] = True
 
 
 @nb.njit(cache=True)
@@ -1049,6 +1090,12 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
         cn = np.empty((3, H), dtype=np.int64)
         out_s = np.zeros((3, H + 1))
         pending = np.zeros(3, dtype=np.bool_)  # past marginal values still to add (_finish_past_values)
+        has_past = np.zeros(3, dtype=np.bool_)
+        # the inputs of each storage device's last exact DP, to skip identical re-plans (_solve_block)
+        memo_other = np.empty((3, H))
+        memo_ok = np.zeros(3, dtype=np.bool_)
+        memo_coarse = np.zeros(3, dtype=np.int64)
+        buf_ok = np.zeros(3, dtype=np.bool_)
         qx = np.empty(NMAX)  # cost-to-arrive of the past values
         qy = np.empty(NMAX)
         other = np.empty(H)
@@ -1139,7 +1186,7 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
                                      UMIN, UMAX, KC, KD, S0, ALPHA, BETA, LO, HI, PW, PLO, PHI, TW, TT,
                                      app_prof[p], app_lo[p], app_hi[p], FX, FS, FN, FV, GX, GS, GN, GV,
                                      vx, vv, vn, tx, ty, rlo, rhi, cx, cy, cn, other, out_p, out_s, pending,
-                                     stats[p])
+                                     memo_other, memo_ok, memo_coarse, has_past, buf_ok, stats[p])
                     stats[p, 2] += 1
                     if d == APP:
                         start = r
@@ -1151,7 +1198,7 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
             past_now = stalled and use_past  # one more sweep that also computes the past marginal values
         # the marginal values are read from here on
         _finish_past_values(pending, H, dt, S0, ALPHA, BETA, UMIN, UMAX, KC, KD, PW, PLO, PHI,
-                            rlo, rhi, cx, cy, cn, out_s, tx, ty, qx, qy, mup, mum)
+                            rlo, rhi, cx, cy, cn, out_s, tx, ty, qx, qy, mup, mum, has_past)
         # appliance: the start interacts with the storages (e.g. both want the PV surplus), so the
         # best few other starts, ranked with the storages' marginal values, are each tried with the
         # storages re-planned; the best true objective is kept
@@ -1197,7 +1244,7 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
                                          UMIN, UMAX, KC, KD, S0, ALPHA, BETA, LO, HI, PW, PLO, PHI, TW, TT,
                                          app_prof[p], app_lo[p], app_hi[p], FX, FS, FN, FV, GX, GS, GN, GV,
                                          vx, vv, vn, tx, ty, rlo, rhi, cx, cy, cn, other, out_p, out_s, pending,
-                                         stats[p])
+                                         memo_other, memo_ok, memo_coarse, has_past, buf_ok, stats[p])
                             stats[p, 2] += 1
                 new = _objective(H, dt, base[p], pwr, pen, pi[p], pe[p], ci[p], ce[p], w_cap, pv[p])
                 if new < obj - tol:
@@ -1207,9 +1254,10 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
                     pwr[:] = b_pwr
                     st[:] = b_st
                     pen[:] = b_pen
+                    memo_ok[:] = False  # plans and marginal values now come from different DPs
             # the marginal values of the last re-plans are read by the exchange steps
             _finish_past_values(pending, H, dt, S0, ALPHA, BETA, UMIN, UMAX, KC, KD, PW, PLO, PHI,
-                                rlo, rhi, cx, cy, cn, out_s, tx, ty, qx, qy, mup, mum)
+                                rlo, rhi, cx, cy, cn, out_s, tx, ty, qx, qy, mup, mum, has_past)
         # phase 2: exchange steps where two storage devices would gain by trading power at a PTU
         # (coordinate descent stalls there, e.g. under a tight cap); a step re-plans one device
         # seeing its partners' marginal values, then the others exactly; kept only if the true
@@ -1223,6 +1271,10 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
         b_rup = rup.copy()
         b_rdn = rdn.copy()
         b_start = start
+        b_memo_other = memo_other.copy()
+        b_memo_ok = memo_ok.copy()
+        b_memo_coarse = memo_coarse.copy()
+        b_has_past = has_past.copy()
         seq = np.zeros(4, dtype=np.int64)
         if n_flex >= 2:
             for rnd in range(exchange_rounds):
@@ -1240,6 +1292,10 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
                     b_rup[:] = rup
                     b_rdn[:] = rdn
                     b_start = start
+                    b_memo_other[:] = memo_other
+                    b_memo_ok[:] = memo_ok
+                    b_memo_coarse[:] = memo_coarse
+                    b_has_past[:] = has_past
                     seq[0] = d  # the exchanging device, then the others in sweep order
                     k = 1
                     for e in ORDER:
@@ -1254,7 +1310,7 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
                                          UMIN, UMAX, KC, KD, S0, ALPHA, BETA, LO, HI, PW, PLO, PHI, TW, TT,
                                          app_prof[p], app_lo[p], app_hi[p], FX, FS, FN, FV, GX, GS, GN, GV,
                                          vx, vv, vn, tx, ty, rlo, rhi, cx, cy, cn, other, out_p, out_s, pending,
-                                         stats[p])
+                                         memo_other, memo_ok, memo_coarse, has_past, buf_ok, stats[p])
                         stats[p, 2] += 1
                         if e == APP:
                             start = r
@@ -1265,9 +1321,14 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
                         stats[p, 3] += 1
                         # the next step reads the marginal values of this one
                         _finish_past_values(pending, H, dt, S0, ALPHA, BETA, UMIN, UMAX, KC, KD, PW, PLO, PHI,
-                                            rlo, rhi, cx, cy, cn, out_s, tx, ty, qx, qy, mup, mum)
+                                            rlo, rhi, cx, cy, cn, out_s, tx, ty, qx, qy, mup, mum, has_past)
                     else:  # undo (the backed-up marginal values are complete: nothing left to add)
                         pending[:] = False
+                        memo_other[:] = b_memo_other  # the restored plans are those DPs' again
+                        memo_ok[:] = b_memo_ok
+                        memo_coarse[:] = b_memo_coarse
+                        has_past[:] = b_has_past
+                        buf_ok[:] = False  # but RLO..OUT_S may hold the undone step's
                         pwr[:] = b_pwr
                         st[:] = b_st
                         pen[:] = b_pen
