@@ -349,11 +349,26 @@ BIG_MU = 1.0e9
 
 
 @nb.njit(cache=True)
-def _pl_slopes(x, y, n, q):
-    """Left and right slopes of a PL function (points x, y) at q (0 for a single point)."""
+def _find(x, n, q, h):
+    """np.searchsorted(x[:n], q), the first index with x >= q (x sorted, q not NaN): a binary search,
+    or with a hint h >= 0 a walk from index h, shorter when the answer is known to be near h."""
+    if h < 0:
+        return np.searchsorted(x[:n], q)
+    i = min(h, n)
+    while i > 0 and x[i - 1] >= q:
+        i -= 1
+    while i < n and x[i] < q:
+        i += 1
+    return i
+
+
+@nb.njit(cache=True)
+def _pl_slopes(x, y, n, q, h):
+    """Left and right slopes of a PL function (points x, y) at q (0 for a single point); h: a hint
+    for :func:`_find` (-1: none)."""
     if n == 1:
         return 0.0, 0.0
-    i = np.searchsorted(x[:n], q)  # first index with x >= q
+    i = _find(x, n, q, h)  # first index with x >= q
     if i <= 0:
         s = (y[1] - y[0]) / (x[1] - x[0])
         return s, s
@@ -471,15 +486,16 @@ def _lower_hull(x, y, n):
 
 
 @nb.njit(cache=True)
-def _pl_eval(x, y, n, q):
-    """Evaluate a PL function given by points at q (linear extrapolation outside)."""
+def _pl_eval(x, y, n, q, h):
+    """Evaluate a PL function given by points at q (linear extrapolation outside); h: a hint for
+    :func:`_find` (-1: none)."""
     if n == 1:
         return y[0]
     if q <= x[0]:
         return y[0] + (y[1] - y[0]) / (x[1] - x[0]) * (q - x[0])
     if q >= x[n - 1]:
         return y[n - 1] + (y[n - 1] - y[n - 2]) / (x[n - 1] - x[n - 2]) * (q - x[n - 1])
-    i = np.searchsorted(x[:n], q) - 1
+    i = _find(x, n, q, h) - 1
     if i < 0:
         i = 0
     return y[i] + (y[i + 1] - y[i]) / (x[i + 1] - x[i]) * (q - x[i])
@@ -724,8 +740,8 @@ def _storage_dp(H, dt, s0, alpha, beta, umin, umax, kc, kd, lo, hi, pw, plo, phi
         while lo_j < hi_j:
             mid = (lo_j + hi_j) // 2
             y = ylo if mid == 0 else xv[i0 + mid - 1]
-            _, gv = _pl_slopes(xv, yv, nV, y)
-            _, gc = _pl_slopes(cx, cy, nc, y - z)
+            _, gv = _pl_slopes(xv, yv, nV, y, i0 + max(mid - 1, 0))  # y is (next to) that point
+            _, gc = _pl_slopes(cx, cy, nc, y - z, -1)
             if gv + dt * gc >= 0.0:
                 hi_j = mid
             else:
@@ -735,6 +751,7 @@ def _storage_dp(H, dt, s0, alpha, beta, umin, umax, kc, kd, lo, hi, pw, plo, phi
         best_y = ya
         best_h = np.inf
         best_u = np.inf
+        near = i0 + max(lo_j - 1, 0)  # V's point next to [ya, yb]
         for q in range(nc + 2):
             if q == 0:
                 y = ya
@@ -744,7 +761,7 @@ def _storage_dp(H, dt, s0, alpha, beta, umin, umax, kc, kd, lo, hi, pw, plo, phi
                 y = z + cx[q - 2]
                 if y < ya or y > yb:
                     continue
-            h = _pl_eval(xv, yv, nV, y) + dt * _pl_eval(cx, cy, nc, y - z)
+            h = _pl_eval(xv, yv, nV, y, near) + dt * _pl_eval(cx, cy, nc, y - z, -1)
             u = abs(y - z)
             if h < best_h - 1e-12 or (h <= best_h + 1e-12 and u < best_u):
                 best_h = h
@@ -754,7 +771,7 @@ def _storage_dp(H, dt, s0, alpha, beta, umin, umax, kc, kd, lo, hi, pw, plo, phi
         p = kc[t] * u if u >= 0.0 else kd[t] * u
         out_p[t] = p
         # one-sided slopes of V_{t+1} at the planned state
-        gl, gr = _pl_slopes(vx[t + 1], vv[t + 1], nV, best_y)
+        gl, gr = _pl_slopes(xv, yv, nV, best_y, near)
         room_up = u < umax[t] - 1e-9 and best_y < vx[t + 1, nV - 1] - 1e-9
         room_dn = u > umin[t] + 1e-9 and best_y > vx[t + 1, 0] + 1e-9
         du_up = 1.0 / (kc[t] * dt) if u >= 0.0 else 1.0 / (kd[t] * dt)  # state gain per kWh of grid energy
@@ -782,7 +799,7 @@ def _past_values(H, dt, s0, alpha, beta, umin, umax, kc, kd, pw, plo, phi,
         u = out_s[t + 1] - alpha * out_s[t] - beta[t]
         st_ = out_s[t]
         if nq >= 2 and t > 0:
-            gl, gr = _pl_slopes(qx, qy, nq, st_)
+            gl, gr = _pl_slopes(qx, qy, nq, st_, -1)
             du_up = 1.0 / (kc[t] * dt) if u >= 0.0 else 1.0 / (kd[t] * dt)
             du_dn = 1.0 / (kc[t] * dt) if u > 0.0 else 1.0 / (kd[t] * dt)
             if u < umax[t] - 1e-9 and st_ > qx[0] + 1e-9:  # take more now, arrive lower
