@@ -118,6 +118,7 @@ def run(reps: int, seed: int, n_speed: int, floor_eur: float) -> dict:
     gaps_fast = np.array([100.0 * (r["j_engine_profile"] - r["j_milp"]) / max(abs(r["j_milp"] - r["j_inflex"]), floor_eur)
                           for r in flexible])
     capv_fast = sum(1 for r in rows if r["caps"] and r["capv_engine_profile"] > r["capv_milp"] + 1e-6)
+    gaps_eur = np.array([r["j_ems"] - r["j_milp"] for r in flexible])
     gaps_tot = np.array([100.0 * (r["j_ems"] - r["j_milp"]) / max(abs(r["j_milp"]), floor_eur) for r in flexible])
     capv = sum(1 for r in rows if r["caps"] and r["capv_ems"] > r["capv_milp"] + 1e-6)
     milp_exec_err = max(abs(r["j_milp"] - r["j_milp_solver"]) for r in rows)
@@ -158,6 +159,10 @@ def run(reps: int, seed: int, n_speed: int, floor_eur: float) -> dict:
         median_gap_pct=float(np.median(gaps)),
         worst_gap_pct=float(gaps.max()),
         p95_gap_pct=float(np.percentile(gaps, 95)),
+        p99_gap_pct=float(np.percentile(gaps, 99)),
+        instances_over_worst_target=int(np.sum(gaps > 3.0)),
+        median_gap_eur=float(np.median(gaps_eur)),
+        worst_gap_eur=float(gaps_eur.max()),
         share_within_0_5_pct=float(np.mean(gaps <= 0.5)),
         min_gap_pct=float(gaps.min()),
         median_gap_vs_idle_devices_pct=float(np.median(gaps_idle)),
@@ -175,7 +180,10 @@ def run(reps: int, seed: int, n_speed: int, floor_eur: float) -> dict:
         engine_profile=dict(
             config={k: v for k, v in ems.ENGINE_PROFILE._asdict().items() if k != "penalties"},
             median_gap_pct=float(np.median(gaps_fast)), worst_gap_pct=float(gaps_fast.max()),
-            p95_gap_pct=float(np.percentile(gaps_fast, 95)), cap_violations=int(capv_fast),
+            p95_gap_pct=float(np.percentile(gaps_fast, 95)), p99_gap_pct=float(np.percentile(gaps_fast, 99)),
+            instances_over_worst_target=int(np.sum(gaps_fast > 3.0)),
+            worst_gap_eur=float(max(r["j_engine_profile"] - r["j_milp"] for r in flexible)),
+            cap_violations=int(capv_fast),
             plans_per_second=float(n / fast_secs),
         ),
         milp_seconds_per_plan=float(np.mean(milp_secs)),
@@ -211,7 +219,9 @@ def write_md(res: dict, path: Path) -> None:
         f"| worst gap | {res['worst_gap_pct']:.2f} % | <= {t['worst_gap_pct']} % | "
         f"{ok(res['worst_gap_pct'] <= t['worst_gap_pct'])} |",
         f"| worst instance | {res['worst_instance']} | | |",
-        f"| 95th percentile gap | {res['p95_gap_pct']:.2f} % | | |",
+        f"| 95th / 99th percentile gap | {res['p95_gap_pct']:.2f} % / {res['p99_gap_pct']:.2f} % | | |",
+        f"| instances above the worst-gap target | {res['instances_over_worst_target']} of {res['n_instances']} | 0 | |",
+        f"| median / worst gap in EUR per prosumer-day | {res['median_gap_eur']:.4f} / {res['worst_gap_eur']:.2f} | | |",
         f"| median / worst gap vs idle devices (earlier, lenient definition) | "
         f"{res['median_gap_vs_idle_devices_pct']:.3f} % / {res['worst_gap_vs_idle_devices_pct']:.2f} % | | |",
         f"| worst gap relative to the whole MILP objective | {res['worst_gap_vs_total_objective_pct']:.2f} % | | |",
@@ -222,8 +232,11 @@ def write_md(res: dict, path: Path) -> None:
         f"{ok(res['ems_plans_per_second'] >= t['ems_plans_per_second'])} |",
         f"| EMS plans / s / core, coordinate descent only | {res['ems_plans_per_second_descent_only']:.0f} | | |",
         f"| EMS plans / s / core, without exchange steps | {res['ems_plans_per_second_without_exchange']:.0f} | | |",
-        f"| engine profile (energy boxes in the environments): median / worst gap | "
-        f"{res['engine_profile']['median_gap_pct']:.3f} % / {res['engine_profile']['worst_gap_pct']:.2f} % | | |",
+        f"| engine profile (energy boxes in the environments): median / p95 / p99 / worst gap | "
+        f"{res['engine_profile']['median_gap_pct']:.3f} % / {res['engine_profile']['p95_gap_pct']:.2f} % / "
+        f"{res['engine_profile']['p99_gap_pct']:.2f} % / {res['engine_profile']['worst_gap_pct']:.2f} % | | |",
+        f"| engine profile: instances above 3 % / worst gap in EUR | "
+        f"{res['engine_profile']['instances_over_worst_target']} / {res['engine_profile']['worst_gap_eur']:.2f} | | |",
         f"| engine profile: cap violations / plans per s per core | {res['engine_profile']['cap_violations']} / "
         f"{res['engine_profile']['plans_per_second']:.0f} | | |",
         f"| MILP s / plan (build + solve, 1 thread) | {res['milp_seconds_per_plan']:.4f} | | |",
@@ -234,7 +247,10 @@ def write_md(res: dict, path: Path) -> None:
     ]
     for k, v in res["breakdown"].items():
         lines.append(f"| {k} | {v['n']} | {v['median_gap_pct']:.3f} | {v['worst_gap_pct']:.2f} |")
-    lines += ["", "Gap = (J_ems - J_milp) / max(|J_milp - J_inflex|, floor) with J_inflex the bill of the "
+    lines += ["", "The worst gap is a tail statistic: it grows with the number of instances and moves with the seed "
+              "(run with --seed and --reps to see it), so the 99th percentile, the count above the target and the "
+              "gap in EUR are shown next to it. A relative gap is large where flexibility is worth little (the "
+              "denominator is floored at floor_eur).", "", "Gap = (J_ems - J_milp) / max(|J_milp - J_inflex|, floor) with J_inflex the bill of the "
               "inflexible load and PV alone (no flexible device, no penalty). The earlier definition (denominator "
               "against all devices idle, avoided penalties included) is shown for comparison; it is more lenient "
               "because an uncharged EV's penalty inflates its denominator.", "",
@@ -248,7 +264,7 @@ def write_md(res: dict, path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=2, help="random prosumer-days per (mix, prices, caps) cell")
+    ap.add_argument("--reps", type=int, default=4, help="random prosumer-days per (mix, prices, caps) cell")
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--n-speed", type=int, default=3000, help="prosumer-days in the speed run")
     ap.add_argument("--floor-eur", type=float, default=0.05, help="floor of the flexible-bill denominator")
