@@ -140,7 +140,7 @@ def run(reps: int, seed: int, n_speed: int, floor_eur: float) -> dict:
 
     ems_secs = plan_seconds(cfg)
     # what the phases cost: coordinate descent alone, and with the appliance candidates
-    cd_secs = plan_seconds(cfg._replace(exchange_rounds=0, appliance_candidates=0))
+    cd_secs = plan_seconds(cfg._replace(exchange_rounds=0, appliance_candidates=0, cap_ramp=()))
     cd_app_secs = plan_seconds(cfg._replace(exchange_rounds=0))
     fast_secs = plan_seconds(ems.ENGINE_PROFILE)
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)

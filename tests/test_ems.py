@@ -153,9 +153,24 @@ def test_tight_cap_battery_ev_heat_pump_regression(kind):
             assert out.cap_violation_kwh[i] < 1e-6
 
 
+def test_cap_ramp_closes_the_engine_profiles_worst_case():
+    # the engine profile's worst instance of benchmarks/ems.py (battery + EV + heat pump + appliance
+    # under a ToU price and a tight cap): descent with the full cap penalty at once let the first
+    # planner take the headroom (26 EUR above the MILP); with the cap ramp the devices share it
+    pb = ems.select(_benchmark_cell((False, True, True, True, True), "tou", True, reps=4), slice(0, 1))
+    r = milp.solve(pb)
+    ramped = ems.execute_plan(pb, ems.plan(pb, ems.ENGINE_PROFILE)).objective_eur[0]
+    unramped = ems.execute_plan(pb, ems.plan(pb, ems.ENGINE_PROFILE._replace(cap_ramp=()))).objective_eur[0]
+    assert r.objective_eur[0] - 1e-3 <= ramped <= r.objective_eur[0] + 2.0
+    assert unramped - ramped > 10.0
+    best = ems.execute_plan(pb, ems.plan(pb)).objective_eur[0]  # the default profile ramps too
+    assert best <= r.objective_eur[0] + 2.0
+
+
 def test_config_validation():
     pb = ems.random_problem(np.random.default_rng(0), 1, 60, "flat")
     for bad in (dict(max_sweeps=0), dict(exchange_rounds=-1), dict(exchange_radius_min_kw=0.0),
-                dict(tolerance_eur=np.nan), dict(appliance_candidates=-2)):
+                dict(tolerance_eur=np.nan), dict(appliance_candidates=-2), dict(cap_ramp=(0.5, 0.1)),
+                dict(cap_ramp=(0.1, 1.5)), dict(cap_ramp=(np.nan,))):
         with pytest.raises(ValueError):
             ems.plan(pb, ems.EMSConfig(**bad))

@@ -15,7 +15,10 @@ energy and comfort violations as K·h. The weights are in :class:`Penalties`.
 
 Algorithm (numba, parallel over prosumers, no solver call): PV curtailment is folded into the cost
 of the net power, which turns the cost of every PTU into a convex piecewise-linear (PL) function
-``F_t`` of the net power without PV. Then (1) block coordinate descent over the devices: the
+``F_t`` of the net power without PV. Then (0) under a cap, a few descent sweeps with the cap
+penalty raised in steps (a continuation: the devices competing for the headroom share it by their
+marginal values, as in an ascending auction, where descent with the full penalty at once would leave
+it to whichever device planned first), (1) block coordinate descent over the devices: the
 appliance by enumerating its starts, and each storage-like device (battery, EV, heat pump + building)
 by an exact dynamic programme on convex PL value functions of its one-dimensional state (stored
 energy, delivered EV energy, indoor temperature), until a sweep stops improving (monotone). (2) The
@@ -1071,7 +1074,7 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
                  hp_pmax, hp_a, hp_beta, hp_gain, hp_tmin, hp_tmax, hp_T0,
                  app_prof, app_has, app_lo, app_hi,
                  w_comfort, w_ev, w_cap, max_sweeps, exchange_rounds, radius0, radius_min, tol, app_candidates,
-                 use_past):
+                 use_past, cap_ramp):
     P, H = base.shape
     out_bat = np.zeros((P, H))
     out_ev = np.zeros((P, H))
@@ -1192,6 +1195,39 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
         for d in range(4):
             n_flex += int(has[d])
         obj = np.inf  # the idle plan may not be feasible (an appliance must run)
+        # phase 0, under a cap only: descent with the cap penalty raised in steps (fractions cap_ramp
+        # of w_cap). Devices competing for the headroom under a cap then yield it in the order of
+        # their marginal values, as in an ascending auction for the capacity, instead of leaving it to
+        # whichever planned first (where descent with the full penalty stalls)
+        capped = False
+        for t in range(H):
+            if ci[p, t] < 0.5 * BIG_KW or ce[p, t] < 0.5 * BIG_KW:
+                capped = True
+                break
+        if capped and n_flex >= 2 and cap_ramp.shape[0] > 0:
+            for k in range(cap_ramp.shape[0]):
+                m_k = w_cap * cap_ramp[k]
+                for t in range(H):
+                    nk, v0 = _build_F(pi[p, t], pe[p, t], ci[p, t], ce[p, t], m_k, pv[p, t], 0.0, 1, FX[t], FS[t])
+                    FN[t] = nk
+                    FV[t] = v0
+                memo_ok[:] = False  # the cost changed: no DP may be skipped
+                for d in ORDER:  # one sweep per step (more sweeps per step were measured slower, not better)
+                    if has[d]:
+                        r = _solve_block(d, H, dt, base[p], pwr, st, pen, mup, mum, rup, rdn, False, 0.0, False,
+                                         UMIN, UMAX, KC, KD, S0, ALPHA, BETA, LO, HI, PW, PLO, PHI, TW, TT,
+                                         app_prof[p], app_lo[p], app_hi[p], FX, FS, FN, FV, GX, GS, GN, GV,
+                                         vx, vv, vn, tx, ty, rlo, rhi, cx, cy, cn, other, out_p, out_s, pending,
+                                         memo_other, memo_ok, memo_coarse, has_past, buf_ok, stats[p])
+                        stats[p, 2] += 1
+                        if d == APP:
+                            start = r
+            for t in range(H):  # back to the exact cost
+                nk, v0 = _build_F(pi[p, t], pe[p, t], ci[p, t], ce[p, t], w_cap, pv[p, t], 0.0, 1, FX[t], FS[t])
+                FN[t] = nk
+                FV[t] = v0
+            memo_ok[:] = False
+            pending[:] = False
         # phase 1: block coordinate descent, each block an exact DP (monotone), until it stalls
         past_now = False
         for sweep in range(max_sweeps + 1):
@@ -1388,7 +1424,10 @@ class EMSConfig(NamedTuple):
     the objective improves); exchange_radius_kw: the largest trade per PTU of the first round, cut
     by 4 after a round without improvement until below exchange_radius_min_kw; appliance_candidates:
     other appliance starts tried with the storages re-planned; past_values: marginal values also
-    from a forward (cost-to-arrive) pass, so a trade may be absorbed in a device's past."""
+    from a forward (cost-to-arrive) pass, so a trade may be absorbed in a device's past; cap_ramp:
+    for a prosumer under an import or export cap, one descent sweep per entry first, with the cap
+    penalty at that fraction of its weight (increasing, in (0, 1); empty = none), so the devices
+    that compete for the headroom share it by their marginal values before the full penalty applies."""
 
     max_sweeps: int = 6
     exchange_rounds: int = 12
@@ -1397,14 +1436,15 @@ class EMSConfig(NamedTuple):
     tolerance_eur: float = 1.0e-6
     appliance_candidates: int = 3
     past_values: bool = True
+    cap_ramp: tuple = (0.01, 0.03, 0.1, 0.3, 0.6)
     penalties: Penalties = Penalties()
 
 
-# The energy boxes inside the environments plan with this profile: coordinate descent, then two rounds
-# of exchange steps with past and future marginal values (about 3x faster than the default profile,
-# with a tail the fast descent alone leaves far worse; both measured in benchmarks/ems.py as
-# `engine_profile`).
-ENGINE_PROFILE = EMSConfig(exchange_rounds=2, appliance_candidates=1, past_values=True)
+# The energy boxes inside the environments plan with this profile: a three-step cap ramp, coordinate
+# descent, then two rounds of exchange steps with past and future marginal values (about 3x faster than
+# the default profile, with a tail the fast descent alone leaves far worse; both measured in
+# benchmarks/ems.py as `engine_profile`).
+ENGINE_PROFILE = EMSConfig(exchange_rounds=2, appliance_candidates=1, past_values=True, cap_ramp=(0.02, 0.1, 0.3))
 
 
 class EMSPlan(NamedTuple):
@@ -1447,6 +1487,9 @@ def _kernel_args(pr: Prepared, cfg: EMSConfig):
         raise ValueError("exchange radii: need 0 < exchange_radius_min_kw <= exchange_radius_kw, finite")
     if not (np.isfinite(tol) and tol >= 0):
         raise ValueError("tolerance_eur: must be finite and >= 0")
+    cap_ramp = np.asarray(cfg.cap_ramp, dtype=np.float64).reshape(-1)
+    if not (np.all(np.isfinite(cap_ramp)) and np.all((cap_ramp > 0) & (cap_ramp < 1)) and np.all(np.diff(cap_ramp) > 0)):
+        raise ValueError(f"cap_ramp = {tuple(cfg.cap_ramp)}: need increasing fractions of the cap penalty in (0, 1)")
     return (pr.dt, pr.base_kw, pr.pv_kw, pr.pi, pr.pe, pr.cap_imp, pr.cap_exp,
             pr.bat_cap, pr.bat_pc, pr.bat_pd, pr.bat_eta_c, pr.bat_eta_d, pr.bat_keep, pr.bat_e0,
             pr.ev_cap, pr.ev_pmax, pr.ev_eta, pr.ev_v2g, pr.ev_lo, pr.ev_hi, pr.ev_need0,
@@ -1454,7 +1497,7 @@ def _kernel_args(pr: Prepared, cfg: EMSConfig):
             pr.hp_tmin, pr.hp_tmax, pr.hp_T0,
             pr.app_prof, pr.app_has, pr.app_lo, pr.app_hi,
             pr.w_comfort, pr.w_ev, pr.w_cap, int(cfg.max_sweeps), int(cfg.exchange_rounds), r0, rmin, tol,
-            int(cfg.appliance_candidates), bool(cfg.past_values))
+            int(cfg.appliance_candidates), bool(cfg.past_values), cap_ramp)
 
 
 def plan(problem: ProsumerProblem, config: EMSConfig = EMSConfig()) -> EMSPlan:
