@@ -335,6 +335,16 @@ def _build_F(pi, pe, ci, ce, M, A, delta, nsub, kx, ks):
 
 
 @nb.njit(cache=True)
+def _fill_F(pi, pe, ci, ce, M, pv, FX, FS, FN, FV):
+    """The exact PL cost tables (:func:`_build_F`, no smoothing) of every PTU of one prosumer, with cap
+    penalty weight M."""
+    for t in range(pi.shape[0]):
+        nk, v0 = _build_F(pi[t], pe[t], ci[t], ce[t], M, pv[t], 0.0, 1, FX[t], FS[t])
+        FN[t] = nk
+        FV[t] = v0
+
+
+@nb.njit(cache=True)
 def _F_eval(n, kx, ks, nk, v0):
     if nk == 0:
         return v0 + ks[0] * n
@@ -1120,10 +1130,6 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
         qy = np.empty(NMAX)
         other = np.empty(H)
         out_p = np.zeros(H)
-        for t in range(H):  # exact cost of the net power (PV folded in)
-            nk, v0 = _build_F(pi[p, t], pe[p, t], ci[p, t], ce[p, t], w_cap, pv[p, t], 0.0, 1, FX[t], FS[t])
-            FN[t] = nk
-            FV[t] = v0
         # storage devices as rows EV, HP, BAT: state s_{t+1} = alpha s_t + beta_t + u_t,
         # power = kc u (u >= 0) or kd u (u < 0)
         UMIN = np.zeros((3, H))
@@ -1195,42 +1201,25 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
         for d in range(4):
             n_flex += int(has[d])
         obj = np.inf  # the idle plan may not be feasible (an appliance must run)
-        # phase 0, under a cap only: descent with the cap penalty raised in steps (fractions cap_ramp
-        # of w_cap). Devices competing for the headroom under a cap then yield it in the order of
-        # their marginal values, as in an ascending auction for the capacity, instead of leaving it to
-        # whichever planned first (where descent with the full penalty stalls)
+        # cost of the net power (PV folded in); under a cap, the first n_ramp sweeps use the cap penalty
+        # raised in steps (fractions cap_ramp of w_cap). Devices competing for the headroom under a cap
+        # then share it by their marginal values, as in an ascending auction for the capacity, instead
+        # of leaving it to whichever planned first (where descent with the full penalty stalls)
         capped = False
         for t in range(H):
             if ci[p, t] < 0.5 * BIG_KW or ce[p, t] < 0.5 * BIG_KW:
                 capped = True
                 break
-        if capped and n_flex >= 2 and cap_ramp.shape[0] > 0:
-            for k in range(cap_ramp.shape[0]):
-                m_k = w_cap * cap_ramp[k]
-                for t in range(H):
-                    nk, v0 = _build_F(pi[p, t], pe[p, t], ci[p, t], ce[p, t], m_k, pv[p, t], 0.0, 1, FX[t], FS[t])
-                    FN[t] = nk
-                    FV[t] = v0
-                memo_ok[:] = False  # the cost changed: no DP may be skipped
-                for d in ORDER:  # one sweep per step (more sweeps per step were measured slower, not better)
-                    if has[d]:
-                        r = _solve_block(d, H, dt, base[p], pwr, st, pen, mup, mum, rup, rdn, False, 0.0, False,
-                                         UMIN, UMAX, KC, KD, S0, ALPHA, BETA, LO, HI, PW, PLO, PHI, TW, TT,
-                                         app_prof[p], app_lo[p], app_hi[p], FX, FS, FN, FV, GX, GS, GN, GV,
-                                         vx, vv, vn, tx, ty, rlo, rhi, cx, cy, cn, other, out_p, out_s, pending,
-                                         memo_other, memo_ok, memo_coarse, has_past, buf_ok, stats[p])
-                        stats[p, 2] += 1
-                        if d == APP:
-                            start = r
-            for t in range(H):  # back to the exact cost
-                nk, v0 = _build_F(pi[p, t], pe[p, t], ci[p, t], ce[p, t], w_cap, pv[p, t], 0.0, 1, FX[t], FS[t])
-                FN[t] = nk
-                FV[t] = v0
-            memo_ok[:] = False
-            pending[:] = False
+        n_ramp = cap_ramp.shape[0] if (capped and n_flex >= 2) else 0
+        _fill_F(pi[p], pe[p], ci[p], ce[p], w_cap * cap_ramp[0] if n_ramp > 0 else w_cap, pv[p], FX, FS, FN, FV)
         # phase 1: block coordinate descent, each block an exact DP (monotone), until it stalls
         past_now = False
-        for sweep in range(max_sweeps + 1):
+        for sweep in range(n_ramp + max_sweeps + 1):
+            if 0 < sweep <= n_ramp:  # the next cap penalty: no DP may be skipped as unchanged
+                _fill_F(pi[p], pe[p], ci[p], ce[p], w_cap * cap_ramp[sweep] if sweep < n_ramp else w_cap, pv[p],
+                        FX, FS, FN, FV)
+                memo_ok[:] = False
+                pending[:] = False
             for d in ORDER:
                 if has[d]:
                     # past values only once descent has stalled (they cost a forward pass)
@@ -1243,8 +1232,10 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
                     stats[p, 2] += 1
                     if d == APP:
                         start = r
+            if sweep < n_ramp:  # a ramp sweep: the objective with the full penalty is measured from the next
+                continue
             new = _objective(H, dt, base[p], pwr, pen, pi[p], pe[p], ci[p], ce[p], w_cap, pv[p])
-            stalled = new > obj - tol or sweep >= max_sweeps - 1
+            stalled = new > obj - tol or sweep - n_ramp >= max_sweeps - 1
             obj = min(obj, new)
             if n_flex <= 1 or past_now or (stalled and not use_past):  # one device: already exact
                 break
