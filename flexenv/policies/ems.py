@@ -57,6 +57,7 @@ from numba.core import types as nbt
 from numba.extending import intrinsic
 
 from flexenv.physics import devices as dv
+from flexenv.policies import ems_lp
 
 BIG_KW = 1.0e6  # stands for "no cap" inside the numeric kernels
 
@@ -1402,6 +1403,198 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
     return out_bat, out_ev, out_hp, out_app, out_pv, out_start, s_bat, s_ev, s_hp, objective, stats
 
 
+@nb.njit(cache=True)
+def _lp_plan_one(dt, base, pv, pi, pe, ci, ce, w_cap,
+                 bat_cap, bat_pc, bat_pd, bat_ec, bat_ed, bat_keep, bat_e0,
+                 ev_cap, ev_pmax, ev_eta, ev_v2g, ev_lo, ev_hi, ev_need0,
+                 hp_pmax, hp_a, hp_beta, hp_gain, hp_tmin, hp_tmax, hp_T0, w_comfort, w_ev,
+                 tol, max_iter, b, c, lo, hi, x, y, pwr, st, pen):
+    """Solve the LP of one prosumer for the fixed load ``base`` (appliance included) and turn its
+    solution into an executable plan: net device powers simulated through the device dynamics (so the
+    states stay inside their limits despite the solver's tolerance) in pwr (EV, HP, BAT rows), states
+    in st, penalties in pen. Returns (true objective, LP objective, iterations, converged)."""
+    H = base.shape[0]
+    g, k1, a, act, const = ems_lp.lp_data(dt, base, pv, pi, pe, ci, ce, BIG_KW, w_cap,
+                                          bat_cap, bat_pc, bat_pd, bat_ec, bat_ed, bat_keep, bat_e0,
+                                          ev_cap, ev_pmax, ev_eta, ev_v2g, ev_lo, ev_hi, ev_need0,
+                                          hp_pmax, hp_a, hp_beta, hp_gain, hp_tmin, hp_tmax, hp_T0, w_comfort,
+                                          w_ev, b, c, lo, hi)
+    iters, ok = ems_lp.lp_solve(H, g, hp_gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y)
+    e = bat_e0
+    s = 0.0
+    temp = hp_T0
+    st[BAT, 0] = e
+    st[EV, 0] = 0.0
+    st[HP, 0] = temp
+    ev_min = min(ev_need0 - ev_cap, 0.0)
+    comfort = 0.0
+    for t in range(H):
+        # battery: net power, cut to what the stored energy allows
+        p = x[t, ems_lp.BC] - x[t, ems_lp.BD]
+        if bat_cap > 0.0:
+            pc, pd = dv._battery_limits(e, bat_cap, bat_pc, bat_pd, bat_ec, bat_ed, bat_keep, dt)
+            p = min(max(p, -pd), pc)
+            e = min(max(bat_keep * e + dt * (bat_ec * p if p >= 0.0 else p / bat_ed), 0.0), bat_cap)
+        else:
+            p = 0.0
+        pwr[BAT, t] = p
+        st[BAT, t + 1] = e
+        # EV: delivered energy stays within [need0 - capacity, need0]
+        q = 0.0
+        if ev_lo <= t < ev_hi:
+            q = min(max(x[t, ems_lp.EC] - x[t, ems_lp.ED], -ev_pmax if ev_v2g else 0.0), ev_pmax)
+            q = min(q, max(ev_need0 - s, 0.0) / (dt * ev_eta))
+            if q < 0.0:
+                q = max(q, -max(s - ev_min, 0.0) * ev_eta / dt)
+            s += dt * (ev_eta * q if q >= 0.0 else q / ev_eta)
+        pwr[EV, t] = q
+        st[EV, t + 1] = s
+        # heat pump + building
+        h = min(max(x[t, ems_lp.HP], 0.0), hp_pmax) if hp_pmax > 0.0 else 0.0
+        if hp_pmax > 0.0:
+            temp = hp_a * temp + hp_beta[t] + hp_gain[t] * h
+            comfort += dt * (max(hp_tmin - temp, 0.0) + max(temp - hp_tmax, 0.0))
+        pwr[HP, t] = h
+        st[HP, t + 1] = temp
+    pen[0] = w_ev * max(ev_need0 - s, 0.0) if ev_hi > ev_lo else 0.0
+    pen[1] = w_comfort * comfort
+    pen[2] = 0.0
+    obj = pen[0] + pen[1]
+    for t in range(H):
+        n = base[t] + pwr[EV, t] + pwr[HP, t] + pwr[BAT, t]
+        fv, _ = _F0(n, pi[t], pe[t], ci[t], ce[t], w_cap, pv[t])
+        obj += dt * fv
+    v_lp = const
+    for t in range(H):
+        for j in range(ems_lp.NV):
+            v_lp += c[t, j] * x[t, j]
+    return obj, v_lp, iters, ok
+
+
+APPLIANCE_PROOF_EUR = 1.0e-6  # a start whose lower bound is within this of the best plan is not tried
+
+
+@nb.njit(cache=True, parallel=True)
+def _lp_plan_kernel(dt, base, pv, pi, pe, ci, ce,
+                    bat_cap, bat_pc, bat_pd, bat_ec, bat_ed, bat_keep, bat_e0,
+                    ev_cap, ev_pmax, ev_eta, ev_v2g, ev_lo, ev_hi, ev_need0,
+                    hp_pmax, hp_a, hp_beta, hp_gain, hp_tmin, hp_tmax, hp_T0,
+                    app_prof, app_has, app_lo, app_hi,
+                    w_comfort, w_ev, w_cap, app_candidates, tol, max_iter):
+    """The EMS with the exact LP (``method="lp"``): same outputs as :func:`_plan_kernel`; stats columns
+    (LP solves, total interior-point iterations, solves that did not converge, 1 if the appliance
+    start is proven optimal).
+
+    Appliance start, a best-first branch and bound over the starts: the first is the best start against
+    the idle devices' net power; after each LP solve, the duals give every start a lower bound and the
+    untried start with the lowest bound is solved next, until no bound is below the best plan (proven)
+    or ``app_candidates`` solves are done."""
+    P, H = base.shape
+    L = app_prof.shape[1]
+    out_bat = np.zeros((P, H))
+    out_ev = np.zeros((P, H))
+    out_hp = np.zeros((P, H))
+    out_app = np.zeros((P, H))
+    out_pv = np.zeros((P, H))
+    out_start = np.full(P, -1, dtype=np.int64)
+    s_bat = np.zeros((P, H + 1))
+    s_ev = np.zeros((P, H + 1))
+    s_hp = np.zeros((P, H + 1))
+    objective = np.zeros(P)
+    stats = np.zeros((P, 4), dtype=np.int64)
+    KM = 8
+    for p in nb.prange(P):
+        FX = np.empty((H, KM))
+        FS = np.empty((H, KM + 1))
+        FN = np.empty(H, dtype=np.int64)
+        FV = np.empty(H)
+        _fill_F(pi[p], pe[p], ci[p], ce[p], w_cap, pv[p], FX, FS, FN, FV)
+        b = np.empty((H, ems_lp.NR))
+        c = np.empty((H, ems_lp.NV))
+        lo = np.empty((H, ems_lp.NV))
+        hi = np.empty((H, ems_lp.NV))
+        x = np.empty((H, ems_lp.NV))
+        y = np.empty((H, ems_lp.NR))
+        pwr = np.zeros((4, H))
+        st = np.zeros((3, H + 1))
+        pen = np.zeros(3)
+        load = base[p].copy()
+        costs = np.empty(H)
+        lb = np.full(H, -np.inf)  # lower bound on the LP value of each start (from the duals)
+        tried = np.zeros(H, dtype=np.bool_)
+        best = np.inf
+        best_lp = np.inf
+        best_start = -1
+        start = -1
+        if app_has[p]:  # first start: the best one against the idle devices' net power
+            _appliance_costs(H, app_prof[p], app_lo[p], app_hi[p], base[p], FX, FS, FN, FV, costs)
+            bc = np.inf
+            for s_ in range(app_lo[p], app_hi[p] + 1):
+                if costs[s_ - app_lo[p]] < bc - 1e-12:
+                    bc = costs[s_ - app_lo[p]]
+                    start = s_
+        n_solves = 1 if not app_has[p] else max(app_candidates, 1)
+        for k in range(n_solves):
+            if app_has[p]:
+                tried[start] = True
+                load[:] = base[p]
+                for j in range(L):
+                    if start + j < H:
+                        load[start + j] += app_prof[p, j]
+            obj, v_lp, iters, ok = _lp_plan_one(
+                dt, load, pv[p], pi[p], pe[p], ci[p], ce[p], w_cap,
+                bat_cap[p], bat_pc[p], bat_pd[p], bat_ec[p], bat_ed[p], bat_keep[p], bat_e0[p],
+                ev_cap[p], ev_pmax[p], ev_eta[p], ev_v2g[p], ev_lo[p], ev_hi[p], ev_need0[p],
+                hp_pmax[p], hp_a[p], hp_beta[p], hp_gain[p], hp_tmin[p], hp_tmax[p], hp_T0[p], w_comfort, w_ev,
+                tol, max_iter, b, c, lo, hi, x, y, pwr, st, pen)
+            stats[p, 0] += 1
+            stats[p, 1] += iters
+            stats[p, 2] += 0 if ok else 1
+            if obj < best - 1e-12:
+                best = obj
+                best_start = start
+                out_bat[p] = pwr[BAT]
+                out_ev[p] = pwr[EV]
+                out_hp[p] = pwr[HP]
+                out_app[p] = load - base[p]
+                s_bat[p] = st[BAT]
+                s_ev[p] = st[EV]
+                s_hp[p] = st[HP]
+            best_lp = min(best_lp, v_lp)
+            if not app_has[p]:
+                break
+            # The LP value is convex in the load, so its duals bound every other start from below:
+            # V(s) >= V(start) + sum_t lambda_t (a_s - a_start)_t, lambda_t = -y[t, 0] (EUR per kW of
+            # load at t). Next: the untried start with the lowest bound; stop once no start can beat the
+            # best plan (the appliance choice is then proven optimal).
+            here = 0.0
+            for j in range(L):
+                if start + j < H:
+                    here -= y[start + j, 0] * app_prof[p, j]
+            nxt = -1
+            low = np.inf
+            for s_ in range(app_lo[p], app_hi[p] + 1):
+                v = v_lp - here
+                for j in range(L):
+                    if s_ + j < H:
+                        v -= y[s_ + j, 0] * app_prof[p, j]
+                lb[s_] = max(lb[s_], v)
+                if not tried[s_] and lb[s_] < low:
+                    low = lb[s_]
+                    nxt = s_
+            if nxt < 0 or low >= best_lp - APPLIANCE_PROOF_EUR:
+                stats[p, 3] = 1
+                break
+            start = nxt
+        for t in range(H):
+            n = base[p, t] + out_bat[p, t] + out_ev[p, t] + out_hp[p, t] + out_app[p, t]
+            _, xx = _F0(n, pi[p, t], pe[p, t], ci[p, t], ce[p, t], w_cap, pv[p, t])
+            out_pv[p, t] = n - xx
+        objective[p] = best
+        out_start[p] = best_start
+    return out_bat, out_ev, out_hp, out_app, out_pv, out_start, s_bat, s_ev, s_hp, objective, stats
+
+
 # =============================================================================================
 # Python API
 # =============================================================================================
@@ -1429,6 +1622,11 @@ class EMSConfig(NamedTuple):
     past_values: bool = True
     cap_ramp: tuple = (0.01, 0.03, 0.1, 0.3, 0.6)
     penalties: Penalties = Penalties()
+    method: str = "descent"
+
+
+LP_TOLERANCE = 1.0e-9  # relative primal / dual residual and absolute duality gap (EUR) of the LP
+LP_MAX_ITERATIONS = 80
 
 
 # The energy boxes inside the environments plan with this profile: a three-step cap ramp, coordinate
@@ -1491,13 +1689,28 @@ def _kernel_args(pr: Prepared, cfg: EMSConfig):
             int(cfg.appliance_candidates), bool(cfg.past_values), cap_ramp)
 
 
+def _lp_kernel_args(pr: Prepared, cfg: EMSConfig):
+    if int(cfg.appliance_candidates) < 0:
+        raise ValueError("appliance_candidates: must be >= 0")
+    return (pr.dt, pr.base_kw, pr.pv_kw, pr.pi, pr.pe, pr.cap_imp, pr.cap_exp,
+            pr.bat_cap, pr.bat_pc, pr.bat_pd, pr.bat_eta_c, pr.bat_eta_d, pr.bat_keep, pr.bat_e0,
+            pr.ev_cap, pr.ev_pmax, pr.ev_eta, pr.ev_v2g, pr.ev_lo, pr.ev_hi, pr.ev_need0,
+            pr.hp_pmax, pr.hp_a, np.ascontiguousarray(pr.hp_beta), np.ascontiguousarray(pr.hp_gain),
+            pr.hp_tmin, pr.hp_tmax, pr.hp_T0,
+            pr.app_prof, pr.app_has, pr.app_lo, pr.app_hi,
+            pr.w_comfort, pr.w_ev, pr.w_cap, int(cfg.appliance_candidates), LP_TOLERANCE, LP_MAX_ITERATIONS)
+
+
 def plan(problem: ProsumerProblem, config: EMSConfig = EMSConfig()) -> EMSPlan:
     """Plan all prosumers over the remaining horizon (one numba call, parallel over prosumers).
 
     Re-planning when a signal changes = calling ``plan`` again with ``t0``, the current device states
     and the new signals over the remaining PTUs (see :func:`remaining_problem`)."""
     pr = prepare(problem, config.penalties)
-    (bat, ev, hp, app, pv, start, s_bat, s_ev, s_hp, obj, stats) = _plan_kernel(*_kernel_args(pr, config))
+    if config.method == "lp":
+        (bat, ev, hp, app, pv, start, s_bat, s_ev, s_hp, obj, stats) = _lp_plan_kernel(*_lp_kernel_args(pr, config))
+    else:
+        (bat, ev, hp, app, pv, start, s_bat, s_ev, s_hp, obj, stats) = _plan_kernel(*_kernel_args(pr, config))
     net = pr.base_kw + bat + ev + hp + app - pv
     viol = pr.dt * (np.maximum(net - pr.cap_imp, 0) + np.maximum(-net - pr.cap_exp, 0)).sum(1)
     start_abs = np.where(start >= 0, start + int(problem.t0), -1)
