@@ -163,7 +163,7 @@ def test_cap_ramp_closes_the_engine_profiles_worst_case():
     unramped = ems.execute_plan(pb, ems.plan(pb, ems.ENGINE_PROFILE._replace(cap_ramp=()))).objective_eur[0]
     assert r.objective_eur[0] - 1e-3 <= ramped <= r.objective_eur[0] + 2.0
     assert unramped - ramped > 10.0
-    best = ems.execute_plan(pb, ems.plan(pb)).objective_eur[0]  # the default profile ramps too
+    best = ems.execute_plan(pb, ems.plan(pb)).objective_eur[0]  # the default (LP) method
     assert best <= r.objective_eur[0] + 2.0
 
 

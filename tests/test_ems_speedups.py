@@ -44,8 +44,8 @@ def test_same_bits_tells_signed_zeros_apart():
     assert not ems._same_bits(np.nan, np.nan)
 
 
-@pytest.mark.parametrize("cfg", [ems.EMSConfig(), ems.ENGINE_PROFILE,
-                                 ems.EMSConfig(exchange_rounds=0, appliance_candidates=0)])
+@pytest.mark.parametrize("cfg", [ems.EMSConfig(), ems.DESCENT_PROFILE, ems.ENGINE_PROFILE,
+                                 ems.DESCENT_PROFILE._replace(exchange_rounds=0, appliance_candidates=0)])
 def test_plans_identical_on_one_and_more_threads(cfg):
     # the per-prosumer work arrays (borrowed views, deferred past values, skipped re-plans) must not
     # leak between prosumers or threads: a prosumer's plan is the same alone, in a batch, on 1 thread

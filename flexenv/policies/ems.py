@@ -13,7 +13,17 @@ subject to the device dynamics of :mod:`flexenv.physics.devices`. Caps are soft 
 in the plan, instead of an error; likewise EV energy that cannot fit its window is reported as unmet
 energy and comfort violations as K·h. The weights are in :class:`Penalties`.
 
-Algorithm (numba, parallel over prosumers, no solver call): PV curtailment is folded into the cost
+Default algorithm, ``EMSConfig(method="lp")`` (numba, parallel over prosumers, no solver call): for a
+fixed appliance start the problem is a linear programme, solved by the interior-point method of
+:mod:`flexenv.policies.ems_lp` (exact up to its 1e-9 tolerance; the battery's and EV's charge /
+discharge binaries of the MILP are not needed because simultaneous charge and discharge never pays
+when export is priced at most at import). The appliance start comes from a best-first branch and
+bound: the LP value is convex in the load, so each solve's duals give every other start a lower
+bound; the start with the lowest bound is solved next, until none can beat the best plan (proven
+optimal) or ``appliance_candidates`` further solves are spent.
+
+Alternative, ``method="descent"`` (the former default, and the profile the environments still use,
+:data:`ENGINE_PROFILE`): PV curtailment is folded into the cost
 of the net power, which turns the cost of every PTU into a convex piecewise-linear (PL) function
 ``F_t`` of the net power without PV. Then (0) under a cap, a few descent sweeps with the cap
 penalty raised in steps (a continuation: the devices competing for the headroom share it by their
@@ -30,9 +40,10 @@ future or past) for up to a trade radius, the others re-plan exactly, and the st
 the true objective improves (else the radius shrinks).
 
 Exactness caveats (measured against the MILP in ``benchmarks/ems.py``): block coordinate descent is
-not guaranteed to reach the joint optimum; with export price > import price or negative prices the
-per-device stage cost can be non-convex at zero power, where its convex hull is used (the executed
-plan stays feasible, only optimality is lost).
+not guaranteed to reach the joint optimum, the LP method is (for the continuous part; the appliance
+start is proven optimal unless the solve budget runs out first); with export price > import price the
+bill is non-convex at zero net power: descent uses the convex hull of the per-device stage cost, the LP
+prices export at the import price there (the executed plan stays feasible, only optimality is lost).
 
 Horizon conventions (shared with the MILP in ``baselines.oracle.prosumer``):
 - arrays cover PTUs ``t0 .. t0 + H - 1`` of the day;
@@ -1601,39 +1612,48 @@ def _lp_plan_kernel(dt, base, pv, pi, pe, ci, ce,
 class EMSConfig(NamedTuple):
     """EMS settings.
 
-    max_sweeps: coordinate-descent sweeps (each re-plans every device exactly against the others;
-    stops earlier once a sweep improves the objective by less than ``tolerance_eur``);
+    method: ``"lp"`` (default) solves the continuous part exactly with the interior-point LP of
+    :mod:`flexenv.policies.ems_lp` and chooses the appliance start by branch and bound on the LP duals;
+    ``"descent"`` is the block coordinate descent described in the module docstring (its settings
+    below are ignored by ``"lp"``). appliance_candidates: appliance starts tried after the first one
+    (``"lp"``: further LP solves of the branch and bound, which stops earlier once the start is proven
+    optimal; ``"descent"``: next-best starts with the storages re-planned).
+
+    Descent only: max_sweeps: coordinate-descent sweeps (each re-plans every device exactly against
+    the others; stops earlier once a sweep improves the objective by less than ``tolerance_eur``);
     exchange_rounds: rounds of exchange steps afterwards (a step lets one device trade power with
     another at a PTU, priced at the partner's marginal value, then re-plans the others; kept only if
     the objective improves); exchange_radius_kw: the largest trade per PTU of the first round, cut
-    by 4 after a round without improvement until below exchange_radius_min_kw; appliance_candidates:
-    other appliance starts tried with the storages re-planned; past_values: marginal values also
-    from a forward (cost-to-arrive) pass, so a trade may be absorbed in a device's past; cap_ramp:
-    for a prosumer under an import or export cap, one descent sweep per entry first, with the cap
-    penalty at that fraction of its weight (increasing, in (0, 1); empty = none), so the devices
-    that compete for the headroom share it by their marginal values before the full penalty applies."""
+    by 4 after a round without improvement until below exchange_radius_min_kw; past_values: marginal
+    values also from a forward (cost-to-arrive) pass, so a trade may be absorbed in a device's past;
+    cap_ramp: for a prosumer under an import or export cap, one descent sweep per entry first, with
+    the cap penalty at that fraction of its weight (increasing, in (0, 1); empty = none), so the
+    devices that compete for the headroom share it by their marginal values before the full penalty
+    applies."""
 
     max_sweeps: int = 6
     exchange_rounds: int = 12
     exchange_radius_kw: float = 1.0e3
     exchange_radius_min_kw: float = 0.05
     tolerance_eur: float = 1.0e-6
-    appliance_candidates: int = 3
+    appliance_candidates: int = 7
     past_values: bool = True
     cap_ramp: tuple = (0.01, 0.03, 0.1, 0.3, 0.6)
     penalties: Penalties = Penalties()
-    method: str = "descent"
+    method: str = "lp"
 
 
+METHODS = ("lp", "descent")
 LP_TOLERANCE = 1.0e-9  # relative primal / dual residual and absolute duality gap (EUR) of the LP
 LP_MAX_ITERATIONS = 80
 
-
+# The former default: coordinate descent with twelve exchange rounds (benchmarked next to the LP).
+DESCENT_PROFILE = EMSConfig(method="descent", appliance_candidates=3)
 # The energy boxes inside the environments plan with this profile: a three-step cap ramp, coordinate
 # descent, then two rounds of exchange steps with past and future marginal values (about 3x faster than
-# the default profile, with a tail the fast descent alone leaves far worse; both measured in
-# benchmarks/ems.py as `engine_profile`).
-ENGINE_PROFILE = EMSConfig(exchange_rounds=2, appliance_candidates=1, past_values=True, cap_ramp=(0.02, 0.1, 0.3))
+# the descent profile; measured in benchmarks/ems.py as `engine_profile`).
+ENGINE_PROFILE = EMSConfig(method="descent", exchange_rounds=2, appliance_candidates=1, past_values=True,
+                           cap_ramp=(0.02, 0.1, 0.3))
 
 
 class EMSPlan(NamedTuple):
@@ -1664,7 +1684,10 @@ class EMSPlan(NamedTuple):
     value_function_coarsened: np.ndarray
 
 
-def _kernel_args(pr: Prepared, cfg: EMSConfig):
+def _validate(cfg: EMSConfig) -> None:
+    """Raise ValueError naming the field, its value and the allowed range (every field, any method)."""
+    if cfg.method not in METHODS:
+        raise ValueError(f"method = {cfg.method!r}: must be one of {METHODS}")
     if int(cfg.max_sweeps) < 1:
         raise ValueError("max_sweeps: must be >= 1")
     if int(cfg.appliance_candidates) < 0:
@@ -1679,6 +1702,11 @@ def _kernel_args(pr: Prepared, cfg: EMSConfig):
     cap_ramp = np.asarray(cfg.cap_ramp, dtype=np.float64).reshape(-1)
     if not (np.all(np.isfinite(cap_ramp)) and np.all((cap_ramp > 0) & (cap_ramp < 1)) and np.all(np.diff(cap_ramp) > 0)):
         raise ValueError(f"cap_ramp = {tuple(cfg.cap_ramp)}: need increasing fractions of the cap penalty in (0, 1)")
+
+
+def _kernel_args(pr: Prepared, cfg: EMSConfig):
+    r0, rmin, tol = float(cfg.exchange_radius_kw), float(cfg.exchange_radius_min_kw), float(cfg.tolerance_eur)
+    cap_ramp = np.asarray(cfg.cap_ramp, dtype=np.float64).reshape(-1)
     return (pr.dt, pr.base_kw, pr.pv_kw, pr.pi, pr.pe, pr.cap_imp, pr.cap_exp,
             pr.bat_cap, pr.bat_pc, pr.bat_pd, pr.bat_eta_c, pr.bat_eta_d, pr.bat_keep, pr.bat_e0,
             pr.ev_cap, pr.ev_pmax, pr.ev_eta, pr.ev_v2g, pr.ev_lo, pr.ev_hi, pr.ev_need0,
@@ -1690,15 +1718,13 @@ def _kernel_args(pr: Prepared, cfg: EMSConfig):
 
 
 def _lp_kernel_args(pr: Prepared, cfg: EMSConfig):
-    if int(cfg.appliance_candidates) < 0:
-        raise ValueError("appliance_candidates: must be >= 0")
     return (pr.dt, pr.base_kw, pr.pv_kw, pr.pi, pr.pe, pr.cap_imp, pr.cap_exp,
             pr.bat_cap, pr.bat_pc, pr.bat_pd, pr.bat_eta_c, pr.bat_eta_d, pr.bat_keep, pr.bat_e0,
             pr.ev_cap, pr.ev_pmax, pr.ev_eta, pr.ev_v2g, pr.ev_lo, pr.ev_hi, pr.ev_need0,
             pr.hp_pmax, pr.hp_a, np.ascontiguousarray(pr.hp_beta), np.ascontiguousarray(pr.hp_gain),
             pr.hp_tmin, pr.hp_tmax, pr.hp_T0,
             pr.app_prof, pr.app_has, pr.app_lo, pr.app_hi,
-            pr.w_comfort, pr.w_ev, pr.w_cap, int(cfg.appliance_candidates), LP_TOLERANCE, LP_MAX_ITERATIONS)
+            pr.w_comfort, pr.w_ev, pr.w_cap, int(cfg.appliance_candidates) + 1, LP_TOLERANCE, LP_MAX_ITERATIONS)
 
 
 def plan(problem: ProsumerProblem, config: EMSConfig = EMSConfig()) -> EMSPlan:
@@ -1706,6 +1732,7 @@ def plan(problem: ProsumerProblem, config: EMSConfig = EMSConfig()) -> EMSPlan:
 
     Re-planning when a signal changes = calling ``plan`` again with ``t0``, the current device states
     and the new signals over the remaining PTUs (see :func:`remaining_problem`)."""
+    _validate(config)
     pr = prepare(problem, config.penalties)
     if config.method == "lp":
         (bat, ev, hp, app, pv, start, s_bat, s_ev, s_hp, obj, stats) = _lp_plan_kernel(*_lp_kernel_args(pr, config))

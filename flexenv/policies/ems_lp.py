@@ -38,9 +38,11 @@ BC, BD, BE, EC, ED, ES, HP, HM, HL, HH, PV, IM, VI, EX, VE = range(NV)
 BAL = np.array([1.0, -1.0, 0.0, 1.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0, -1.0, -1.0, 1.0, 1.0])
 EPS_EUR_PER_KWH = 1.0e-7  # tie-break against charging and discharging at once
 COMFORT_SLACK_MAX_K = 100.0
+START_OFFSET = 1.0e9  # first iterate: lo + min(half the box, this)
+STEP_FRACTION = 0.995  # of the step to the boundary
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _chol(S, L):
     """Cholesky of the 4 x 4 SPD block S into L (lower). A pivot that vanishes relative to its diagonal
     (a row whose variables all sit at bounds) is replaced by a huge one, which decouples that row."""
@@ -57,7 +59,7 @@ def _chol(S, L):
             L[i, j] = 0.0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _Ax(H, g, gain, k1, a, x, out):
     """out = A x (rows per PTU: balance, battery, EV, building); g = (gBC, gBD, gEC, gED)."""
     for t in range(H):
@@ -74,7 +76,7 @@ def _Ax(H, g, gain, k1, a, x, out):
             out[t, 3] -= a * (x[t - 1, HM] - x[t - 1, HL] + x[t - 1, HH])
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _ATy(H, g, gain, k1, a, y, out):
     """out = A^T y."""
     for t in range(H):
@@ -97,7 +99,7 @@ def _ATy(H, g, gain, k1, a, y, out):
         out[t, HH] = h
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _factor(H, g, gain, k1, a, th, act, Ls, Ws):
     """Block Cholesky of A diag(th) A^T (block tridiagonal): blocks L_t (Ls) and W_t (Ws) with
     L_t L_t^T = D_t - W_t W_t^T and W_t L_{t-1}^T = C_t."""
@@ -151,7 +153,7 @@ def _factor(H, g, gain, k1, a, th, act, Ls, Ws):
         _chol(S, Ls[t])
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _solve(H, Ls, Ws, r, z, out):
     """out = (A diag(th) A^T)^{-1} r with the factors of :func:`_factor` (z: work array)."""
     for t in range(H):
@@ -176,59 +178,68 @@ def _solve(H, Ls, Ws, r, z, out):
             out[t, i] = v / L[i, i]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")  # no zero-division checks: they block vectorisation
 def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
     """Mehrotra predictor-corrector for min c.x s.t. A x = b (active rows), lo <= x <= hi, with A given
     by (g, gain, k1, a) as in :func:`_Ax`. Writes the primal x (H, NV) and the row duals y (H, NR);
-    returns (iterations, converged). Variables with hi - lo <= 1e-12 are fixed at lo."""
-    free = np.zeros((H, NV), dtype=np.bool_)
-    zl = np.zeros((H, NV))
-    zu = np.zeros((H, NV))
+    returns (iterations, converged). Variables with hi - lo <= 1e-12 are fixed at lo: their mask is
+    0, which zeroes their scaling, inverse slacks and bound duals, so the loops need no branches."""
+    n = H * NV
+    xf = x.reshape(n)
+    lf = lo.reshape(n)
+    uf = hi.reshape(n)
+    cf = c.reshape(n)
+    th2 = np.zeros((H, NV))
+    th = th2.reshape(n)
+    rt2 = np.zeros((H, NV))
+    rt = rt2.reshape(n)
+    ATy2 = np.zeros((H, NV))
+    ATy = ATy2.reshape(n)
+    mask = np.zeros(n)
+    zl = np.zeros(n)
+    zu = np.zeros(n)
+    sl = np.ones(n)
+    su = np.ones(n)
+    isl = np.zeros(n)
+    isu = np.zeros(n)
+    rd = np.zeros(n)
+    rl = np.zeros(n)
+    ru = np.zeros(n)
+    dxa = np.zeros(n)
+    dzla = np.zeros(n)
+    dzua = np.zeros(n)
+    dx = np.zeros(n)
+    dzl = np.zeros(n)
+    dzu = np.zeros(n)
     nfree = 0
-    for t in range(H):
-        for j in range(NV):
-            if hi[t, j] - lo[t, j] > 1e-12:
-                free[t, j] = True
-                nfree += 1
-                x[t, j] = 0.5 * (lo[t, j] + hi[t, j])
-                zl[t, j] = 1.0
-                zu[t, j] = 1.0
-            else:
-                x[t, j] = lo[t, j]
+    cnorm = 1.0
+    for k in range(n):
+        if uf[k] - lf[k] > 1e-12:
+            mask[k] = 1.0
+            nfree += 1
+            xf[k] = lf[k] + min(0.5 * (uf[k] - lf[k]), START_OFFSET)
+            zl[k] = 1.0
+            zu[k] = 1.0
+            cnorm = max(cnorm, abs(cf[k]))
+        else:
+            xf[k] = lf[k]
     y[:] = 0.0
-    th = np.zeros((H, NV))
-    sl = np.ones((H, NV))
-    su = np.ones((H, NV))
-    rd = np.zeros((H, NV))
-    rt = np.zeros((H, NV))
-    rl = np.zeros((H, NV))
-    ru = np.zeros((H, NV))
     rp = np.zeros((H, NR))
     Ax = np.zeros((H, NR))
-    ATy = np.zeros((H, NV))
     w = np.zeros((H, NR))
     zz = np.zeros((H, NR))
-    dxa = np.zeros((H, NV))
-    dzla = np.zeros((H, NV))
-    dzua = np.zeros((H, NV))
-    dx = np.zeros((H, NV))
-    dzl = np.zeros((H, NV))
-    dzu = np.zeros((H, NV))
     dy = np.zeros((H, NR))
     Ls = np.zeros((H, NR, NR))
     Ws = np.zeros((H, NR, NR))
     bnorm = 1.0
-    cnorm = 1.0
     for t in range(H):
         for r in range(NR):
             bnorm = max(bnorm, abs(b[t, r]))
-        for j in range(NV):
-            cnorm = max(cnorm, abs(c[t, j]))
     sigma = 0.0
     n2 = 2.0 * max(nfree, 1)
     for it in range(max_iter):
         _Ax(H, g, gain, k1, a, x, Ax)
-        _ATy(H, g, gain, k1, a, y, ATy)
+        _ATy(H, g, gain, k1, a, y, ATy2)
         pinf = 0.0
         for t in range(H):
             for r in range(NR):
@@ -236,82 +247,78 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
                 pinf = max(pinf, abs(rp[t, r]))
         dinf = 0.0
         gap = 0.0
-        for t in range(H):
-            for j in range(NV):
-                if free[t, j]:
-                    sl[t, j] = x[t, j] - lo[t, j]
-                    su[t, j] = hi[t, j] - x[t, j]
-                    rd[t, j] = c[t, j] - ATy[t, j] - zl[t, j] + zu[t, j]
-                    dinf = max(dinf, abs(rd[t, j]))
-                    gap += sl[t, j] * zl[t, j] + su[t, j] * zu[t, j]
-                    th[t, j] = 1.0 / (zl[t, j] / sl[t, j] + zu[t, j] / su[t, j])
+        for k in range(n):
+            m = mask[k]
+            sl[k] = xf[k] - lf[k] + (1.0 - m)  # 1 for fixed variables (their duals are 0)
+            su[k] = uf[k] - xf[k] + (1.0 - m)
+            isl[k] = m / sl[k]
+            isu[k] = m / su[k]
+            rd[k] = m * (cf[k] - ATy[k] - zl[k] + zu[k])
+            dinf = max(dinf, abs(rd[k]))
+            gap += sl[k] * zl[k] + su[k] * zu[k]
+            th[k] = m / (zl[k] * isl[k] + zu[k] * isu[k] + (1.0 - m))
         if pinf <= tol * bnorm and dinf <= tol * cnorm and gap <= tol * cnorm:
             return it, True
         mu = gap / n2
-        _factor(H, g, gain, k1, a, th, act, Ls, Ws)
+        _factor(H, g, gain, k1, a, th2, act, Ls, Ws)
         ap = 1.0
         ad = 1.0
         for corrector in range(2):
-            for t in range(H):
-                for j in range(NV):
-                    if free[t, j]:
-                        if corrector == 0:  # affine-scaling direction
-                            rl[t, j] = -sl[t, j] * zl[t, j]
-                            ru[t, j] = -su[t, j] * zu[t, j]
-                        else:  # centring + second-order correction
-                            rl[t, j] = sigma * mu - sl[t, j] * zl[t, j] - dxa[t, j] * dzla[t, j]
-                            ru[t, j] = sigma * mu - su[t, j] * zu[t, j] + dxa[t, j] * dzua[t, j]
-                        rt[t, j] = th[t, j] * (rd[t, j] - rl[t, j] / sl[t, j] + ru[t, j] / su[t, j])
-            _Ax(H, g, gain, k1, a, rt, Ax)
+            if corrector == 0:  # affine-scaling direction
+                for k in range(n):
+                    rl[k] = -sl[k] * zl[k]
+                    ru[k] = -su[k] * zu[k]
+                    rt[k] = th[k] * (rd[k] - rl[k] * isl[k] + ru[k] * isu[k])
+            else:  # centring + second-order correction
+                smu = sigma * mu
+                for k in range(n):
+                    rl[k] = smu - sl[k] * zl[k] - dxa[k] * dzla[k]
+                    ru[k] = smu - su[k] * zu[k] + dxa[k] * dzua[k]
+                    rt[k] = th[k] * (rd[k] - rl[k] * isl[k] + ru[k] * isu[k])
+            _Ax(H, g, gain, k1, a, rt2, Ax)
             for t in range(H):
                 for r in range(NR):
                     w[t, r] = (rp[t, r] + Ax[t, r]) if act[r] else 0.0
             _solve(H, Ls, Ws, w, zz, dy)
-            _ATy(H, g, gain, k1, a, dy, ATy)
+            _ATy(H, g, gain, k1, a, dy, ATy2)
+            for k in range(n):
+                d = th[k] * ATy[k] - rt[k]
+                dx[k] = d
+                dzl[k] = (rl[k] - zl[k] * d) * isl[k]
+                dzu[k] = (ru[k] + zu[k] * d) * isu[k]
             ap = 1.0
             ad = 1.0
-            for t in range(H):
-                for j in range(NV):
-                    if free[t, j]:
-                        d = th[t, j] * ATy[t, j] - rt[t, j]
-                        dl = (rl[t, j] - zl[t, j] * d) / sl[t, j]
-                        du = (ru[t, j] + zu[t, j] * d) / su[t, j]
-                        dx[t, j] = d
-                        dzl[t, j] = dl
-                        dzu[t, j] = du
-                        if d < 0.0:
-                            ap = min(ap, -sl[t, j] / d)
-                        elif d > 0.0:
-                            ap = min(ap, su[t, j] / d)
-                        if dl < 0.0:
-                            ad = min(ad, -zl[t, j] / dl)
-                        if du < 0.0:
-                            ad = min(ad, -zu[t, j] / du)
+            for k in range(n):
+                d = dx[k]
+                if d < 0.0:
+                    ap = min(ap, -sl[k] / d)
+                elif d > 0.0:
+                    ap = min(ap, su[k] / d)
+                if dzl[k] < 0.0:
+                    ad = min(ad, -zl[k] / dzl[k])
+                if dzu[k] < 0.0:
+                    ad = min(ad, -zu[k] / dzu[k])
             if corrector == 0:
                 ga = 0.0
-                for t in range(H):
-                    for j in range(NV):
-                        if free[t, j]:
-                            ga += (sl[t, j] + ap * dx[t, j]) * (zl[t, j] + ad * dzl[t, j]) \
-                                + (su[t, j] - ap * dx[t, j]) * (zu[t, j] + ad * dzu[t, j])
-                sigma = (ga / n2 / mu) ** 3 if mu > 0.0 else 0.0
+                for k in range(n):
+                    ga += (sl[k] + ap * dx[k]) * (zl[k] + ad * dzl[k]) + (su[k] - ap * dx[k]) * (zu[k] + ad * dzu[k])
+                sigma = (max(ga, 0.0) / n2 / mu) ** 3 if mu > 0.0 else 0.0
                 dxa[:] = dx
                 dzla[:] = dzl
                 dzua[:] = dzu
-        ap = min(1.0, 0.995 * ap)
-        ad = min(1.0, 0.995 * ad)
+        ap = min(1.0, STEP_FRACTION * ap)
+        ad = min(1.0, STEP_FRACTION * ad)
+        for k in range(n):
+            xf[k] += ap * dx[k]
+            zl[k] += ad * dzl[k]
+            zu[k] += ad * dzu[k]
         for t in range(H):
-            for j in range(NV):
-                if free[t, j]:
-                    x[t, j] += ap * dx[t, j]
-                    zl[t, j] += ad * dzl[t, j]
-                    zu[t, j] += ad * dzu[t, j]
             for r in range(NR):
                 y[t, r] += ad * dy[t, r]
     return max_iter, False
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def lp_data(dt, load, pv, pi, pe, ci, ce, big_kw, w_cap,
             bat_cap, bat_pc, bat_pd, bat_ec, bat_ed, bat_keep, bat_e0,
             ev_cap, ev_pmax, ev_eta, ev_v2g, ev_lo, ev_hi, ev_need0,

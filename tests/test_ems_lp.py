@@ -1,0 +1,85 @@
+"""The EMS's exact LP method (flexenv.policies.ems_lp): the interior-point LP equals HiGHS on the same
+LP, the appliance branch and bound reaches the MILP optimum, and edge cases converge."""
+
+import numpy as np
+import pytest
+
+from baselines.oracle import prosumer as milp
+from flexenv.policies import ems
+
+LP = ems.EMSConfig()  # the default method
+
+
+def _highs_lp_value(pb, start_rel):
+    """HiGHS on the prosumer MILP with the appliance start fixed and the mode binaries relaxed (the
+    LP that ems_lp solves, up to its tie-break cost)."""
+    m, b = milp.build(pb)
+    y = b["parts"]["appliance"][1]["start"]
+    lb, ub = np.concatenate(m.lb), np.concatenate(m.ub)
+    if start_rel >= 0:
+        ub[y[0]] = 0.0
+        lb[y[0, start_rel]] = ub[y[0, start_rel]] = 1.0
+    m.lb, m.ub, m.integer = [lb], [ub], [np.zeros(m.n_col, bool)]
+    return m.solve().objective
+
+
+@pytest.mark.parametrize("kind,caps", [("flat", True), ("tou", False), ("volatile", True)])
+def test_lp_value_equals_highs(kind, caps):
+    pb = ems.random_problem(np.random.default_rng(7), 4, 15, kind, caps, presence=np.ones((4, 5), bool))
+    pl = ems.plan(pb, LP)
+    out = ems.execute_plan(pb, pl)
+    for i in range(4):
+        sub = ems.select(pb, slice(i, i + 1))
+        ref = _highs_lp_value(sub, int(pl.appliance_start_ptu[i]))
+        # the executed plan of the LP costs what HiGHS's optimum of the same LP costs
+        assert abs(out.objective_eur[i] - ref) <= 1e-4 * abs(ref) + 1e-4
+
+
+def test_every_mix_reaches_the_milp():
+    rng = np.random.default_rng(3)
+    pres = rng.random((24, 5)) < 0.6
+    pres[:, 4] |= rng.random(24) < 0.5  # plenty of appliances for the branch and bound
+    for kind in ems.PRICE_KINDS:
+        pb = ems.random_problem(rng, 24, 15, kind, True, presence=pres)
+        out = ems.execute_plan(pb, ems.plan(pb, LP))
+        for i in range(24):
+            r = milp.solve(ems.select(pb, slice(i, i + 1)))
+            tol = 2e-4 * abs(r.objective_eur[0]) + 1e-4  # the MILP's relative gap
+            assert out.objective_eur[i] >= r.objective_eur[0] - tol
+            assert out.objective_eur[i] <= r.objective_eur[0] + tol + 1e-3 * abs(r.objective_eur[0])
+            if r.cap_violation_kwh[0] < 1e-9:
+                assert out.cap_violation_kwh[i] < 1e-6
+
+
+def test_solver_statistics_report_convergence_and_proofs():
+    pb = ems.random_problem(np.random.default_rng(4), 40, 15, "volatile", True)
+    pr = ems.prepare(pb)
+    *_, stats = ems._lp_plan_kernel(*ems._lp_kernel_args(pr, LP))
+    assert np.all(stats[:, 2] == 0)  # every LP converged
+    assert np.all(stats[:, 0] >= 1) and np.all(stats[:, 0] <= LP.appliance_candidates + 1)
+    assert np.all(stats[~pr.app_has, 0] == 1)  # one LP without an appliance to place
+    assert stats[pr.app_has, 3].mean() > 0.5  # most appliance starts are proven optimal
+
+
+def test_tied_prices_and_export_above_import_converge():
+    pb = ems.random_problem(np.random.default_rng(9), 4, 15, "tou", False, presence=np.ones((4, 5), bool))
+    pi = np.asarray(pb.import_price_eur_per_kwh)
+    for pe, exact in ((pi.copy(), True), (np.zeros_like(pi), True), (pi + 0.05, False)):
+        q = pb._replace(export_price_eur_per_kwh=pe)
+        pr = ems.prepare(q)
+        *_, stats = ems._lp_plan_kernel(*ems._lp_kernel_args(pr, LP))
+        assert np.all(stats[:, 2] == 0)  # converged, even with import and export free to tie
+        pl = ems.plan(q, LP)
+        out = ems.execute_plan(q, pl)
+        assert out.cut_kw.max() < 1e-6
+        np.testing.assert_allclose(out.objective_eur, pl.objective_eur, atol=1e-6)
+        if exact:  # convex bill: the MILP optimum; export above import is the documented approximation
+            for i in range(4):
+                r = milp.solve(ems.select(q, slice(i, i + 1)))
+                assert abs(out.objective_eur[i] - r.objective_eur[0]) <= 1e-3 * abs(r.objective_eur[0]) + 1e-3
+
+
+def test_unknown_method_is_rejected():
+    pb = ems.random_problem(np.random.default_rng(0), 1, 60, "flat")
+    with pytest.raises(ValueError, match="method"):
+        ems.plan(pb, ems.EMSConfig(method="simplex"))
