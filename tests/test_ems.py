@@ -153,18 +153,21 @@ def test_tight_cap_battery_ev_heat_pump_regression(kind):
             assert out.cap_violation_kwh[i] < 1e-6
 
 
-def test_cap_ramp_closes_the_engine_profiles_worst_case():
-    # the engine profile's worst instance of benchmarks/ems.py (battery + EV + heat pump + appliance
-    # under a ToU price and a tight cap): descent with the full cap penalty at once let the first
-    # planner take the headroom (26 EUR above the MILP); with the cap ramp the devices share it
+def test_cap_ramp_closes_the_fast_descents_worst_case():
+    # the worst instance of benchmarks/ems.py for the fast descent the environments used before the LP
+    # (battery + EV + heat pump + appliance under a ToU price and a tight cap): descent with the full cap
+    # penalty at once let the first planner take the headroom (26 EUR above the MILP); with the cap
+    # ramp the devices share it
+    fast_descent = ems.DESCENT_PROFILE._replace(exchange_rounds=2, appliance_candidates=1, cap_ramp=(0.02, 0.1, 0.3))
     pb = ems.select(_benchmark_cell((False, True, True, True, True), "tou", True, reps=4), slice(0, 1))
     r = milp.solve(pb)
-    ramped = ems.execute_plan(pb, ems.plan(pb, ems.ENGINE_PROFILE)).objective_eur[0]
-    unramped = ems.execute_plan(pb, ems.plan(pb, ems.ENGINE_PROFILE._replace(cap_ramp=()))).objective_eur[0]
+    ramped = ems.execute_plan(pb, ems.plan(pb, fast_descent)).objective_eur[0]
+    unramped = ems.execute_plan(pb, ems.plan(pb, fast_descent._replace(cap_ramp=()))).objective_eur[0]
     assert r.objective_eur[0] - 1e-3 <= ramped <= r.objective_eur[0] + 2.0
     assert unramped - ramped > 10.0
-    best = ems.execute_plan(pb, ems.plan(pb)).objective_eur[0]  # the default (LP) method
-    assert best <= r.objective_eur[0] + 2.0
+    for cfg in (ems.EMSConfig(), ems.ENGINE_PROFILE):  # the LP: the MILP's optimum
+        best = ems.execute_plan(pb, ems.plan(pb, cfg)).objective_eur[0]
+        assert best <= r.objective_eur[0] + 2e-4 * abs(r.objective_eur[0]) + 1e-4
 
 
 def test_config_validation():

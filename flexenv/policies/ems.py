@@ -22,8 +22,8 @@ bound: the LP value is convex in the load, so each solve's duals give every othe
 bound; the start with the lowest bound is solved next, until none can beat the best plan (proven
 optimal) or ``appliance_candidates`` further solves are spent.
 
-Alternative, ``method="descent"`` (the former default, and the profile the environments still use,
-:data:`ENGINE_PROFILE`): PV curtailment is folded into the cost
+Alternative, ``method="descent"`` (the former default, :data:`DESCENT_PROFILE`): PV curtailment is
+folded into the cost
 of the net power, which turns the cost of every PTU into a convex piecewise-linear (PL) function
 ``F_t`` of the net power without PV. Then (0) under a cap, a few descent sweeps with the cap
 penalty raised in steps (a continuation: the devices competing for the headroom share it by their
@@ -1649,11 +1649,10 @@ LP_MAX_ITERATIONS = 80
 
 # The former default: coordinate descent with twelve exchange rounds (benchmarked next to the LP).
 DESCENT_PROFILE = EMSConfig(method="descent", appliance_candidates=3)
-# The energy boxes inside the environments plan with this profile: a three-step cap ramp, coordinate
-# descent, then two rounds of exchange steps with past and future marginal values (about 3x faster than
-# the descent profile; measured in benchmarks/ems.py as `engine_profile`).
-ENGINE_PROFILE = EMSConfig(method="descent", exchange_rounds=2, appliance_candidates=1, past_values=True,
-                           cap_ramp=(0.02, 0.1, 0.3))
+# The energy boxes inside the environments plan with this profile: the exact LP with one further
+# appliance start from the branch and bound (faster than the default's budget of seven, with a slightly
+# longer tail where the appliance start is not proven; both measured in benchmarks/ems.py).
+ENGINE_PROFILE = EMSConfig(appliance_candidates=1)
 
 
 class EMSPlan(NamedTuple):
