@@ -83,3 +83,18 @@ def test_unknown_method_is_rejected():
     pb = ems.random_problem(np.random.default_rng(0), 1, 60, "flat")
     with pytest.raises(ValueError, match="method"):
         ems.plan(pb, ems.EMSConfig(method="simplex"))
+
+
+@pytest.mark.parametrize("t0", [94, 95])
+def test_last_ptus_of_the_day_match_the_milp(t0):
+    # one or two PTUs left, EVs mid-session and appliances overdue: the same conventions as the MILP
+    pb = ems.random_problem(np.random.default_rng(12), 6, 15, "volatile", True, presence=np.ones((6, 5), bool))
+    P = 6
+    rest = ems.remaining_problem(pb, t0, 0.5 * pb.devices.battery.capacity_kwh, np.full(P, 3.0),
+                                 np.asarray(pb.indoor_temp_degc), np.full(P, -1))
+    pl = ems.plan(rest, LP)
+    out = ems.execute_plan(rest, pl)
+    assert pl.net_kw.shape == (P, 96 - t0) and out.cut_kw.max() < 1e-6
+    for i in range(P):
+        r = milp.solve(ems.select(rest, slice(i, i + 1)))
+        assert abs(out.objective_eur[i] - r.objective_eur[0]) <= 2e-4 * abs(r.objective_eur[0]) + 1e-4
