@@ -771,7 +771,8 @@ class Engine:
         n_rows, P, T = rows.size, self.P, self.ppd
         penalties = ems.Penalties(self.scenario.preferences.comfort_penalty_eur_per_kh,
                                   self.scenario.preferences.ev_unmet_penalty_eur_per_kwh)
-        config = ems.ENGINE_PROFILE._replace(penalties=penalties)
+        profile = ems.ENGINE_DESCENT_PROFILE if self.scenario.energy_box.ems == "descent" else ems.ENGINE_PROFILE
+        config = profile._replace(penalties=penalties)
 
         def flat(x):  # (B, P, ...) of the planned rows → (rows × P, ...)
             return np.ascontiguousarray(x[rows].reshape((n_rows * P,) + x.shape[2:]))

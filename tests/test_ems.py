@@ -158,7 +158,7 @@ def test_cap_ramp_closes_the_fast_descents_worst_case():
     # (battery + EV + heat pump + appliance under a ToU price and a tight cap): descent with the full cap
     # penalty at once let the first planner take the headroom (26 EUR above the MILP); with the cap
     # ramp the devices share it
-    fast_descent = ems.DESCENT_PROFILE._replace(exchange_rounds=2, appliance_candidates=1, cap_ramp=(0.02, 0.1, 0.3))
+    fast_descent = ems.ENGINE_DESCENT_PROFILE
     pb = ems.select(_benchmark_cell((False, True, True, True, True), "tou", True, reps=4), slice(0, 1))
     r = milp.solve(pb)
     ramped = ems.execute_plan(pb, ems.plan(pb, fast_descent)).objective_eur[0]

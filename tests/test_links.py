@@ -101,6 +101,21 @@ def test_max_power_caps_hold_and_only_inflexible_load_breaches():
         assert np.all(flexible[breach > 1e-9] < 1e-9)  # a breach only once every flexible load is off
 
 
+def test_energy_boxes_plan_with_the_lp_and_descent_is_selectable():
+    # under tight caps the prosumers' money over the day (bills, fees, comfort and EV penalties) with
+    # the exact LP is no worse than with the descent
+    def tight_caps(engine, step, actions):
+        if step.phase == "agg_plan":
+            engine.action_layout["aggregator"].view(actions["aggregator"], "import_cap")[:] = -1.0
+
+    money = {}
+    for method in ("lp", "descent"):
+        engine, steps = run("MaxPower-Tariff-Teaching10-v0", modify=tight_caps, energy_box__ems=method)
+        assert engine.scenario.energy_box.ems == method
+        money[method] = sum(rewards["prosumer"].sum() for _, _, rewards in steps)
+    assert money["lp"] >= money["descent"] - 1e-6
+
+
 def test_max_power_intraday_fee_only_beyond_the_margin():
     target = {}
 

@@ -93,6 +93,7 @@ MALFORMED = [
     ("link not run yet", {"links": {"dso": {"kind": "flex_market"}}}, "links.dso.kind", "not run by the engine yet"),
     ("appliance longer than half a day", {"prosumers": [{"count": 3, "appliance": {"duration_h": {"low": 1, "high": 30}}}]},
      "prosumers[0].appliance", "duration_h"),
+    ("unknown EMS", {"energy_box": {"ems": "milp"}}, "energy_box.ems", "'lp' or 'descent'"),
     ("soc bounds inverted", {"prosumers": [{"count": 3, "battery": {"soc_min_pct": 90, "soc_max_pct": 20}}]},
      "prosumers[0].battery", "soc_min_pct"),
 ]

@@ -1653,6 +1653,9 @@ DESCENT_PROFILE = EMSConfig(method="descent", appliance_candidates=3)
 # appliance start from the branch and bound (faster than the default's budget of seven, with a slightly
 # longer tail where the appliance start is not proven; both measured in benchmarks/ems.py).
 ENGINE_PROFILE = EMSConfig(appliance_candidates=1)
+# What the energy boxes used before the LP, still selectable per scenario (`energy_box.ems: descent`):
+# a three-step cap ramp, coordinate descent, two rounds of exchange steps; faster on days without caps.
+ENGINE_DESCENT_PROFILE = EMSConfig(method="descent", exchange_rounds=2, appliance_candidates=1, cap_ramp=(0.02, 0.1, 0.3))
 
 
 class EMSPlan(NamedTuple):

@@ -430,6 +430,15 @@ class Preferences(StrictModel):
     ev_unmet_penalty_eur_per_kwh: float = Field(3.0, ge=0, le=100, description="per kWh an EV misses at departure")
 
 
+class EnergyBox(StrictModel):
+    """How the prosumers' energy boxes plan (the EMS of `flexenv.policies.ems`)."""
+
+    ems: Literal["lp", "descent"] = Field(
+        "lp", description="lp: exact LP (interior point) for the devices, appliance start by branch and bound; "
+        "descent: coordinate descent with exchange steps, faster on easy days, with a worse tail "
+        "(benchmarks/ems.md)")
+
+
 class Forecasts(StrictModel):
     """Forecast errors of what actors plan with (seed 003 HLR#10: forecasts, never the future)."""
 
@@ -458,6 +467,7 @@ class Scenario(StrictModel):
     links: Links = Field(default_factory=Links)
     markets: Markets = Field(default_factory=Markets)
     preferences: Preferences = Field(default_factory=Preferences)
+    energy_box: EnergyBox = Field(default_factory=EnergyBox)
     forecasts: Forecasts = Field(default_factory=Forecasts)
 
     @property
