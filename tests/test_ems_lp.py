@@ -37,7 +37,7 @@ def test_lp_value_equals_highs(kind, caps):
 
 def test_every_mix_reaches_the_milp():
     rng = np.random.default_rng(3)
-    pres = rng.random((24, 5)) < 0.6
+    pres = rng.random((24, 5)) < 0.5  # some prosumers without any storage (no LP for them)
     pres[:, 4] |= rng.random(24) < 0.5  # plenty of appliances for the branch and bound
     for kind in ems.PRICE_KINDS:
         pb = ems.random_problem(rng, 24, 15, kind, True, presence=pres)
@@ -56,8 +56,11 @@ def test_solver_statistics_report_convergence_and_proofs():
     pr = ems.prepare(pb)
     *_, stats = ems._lp_plan_kernel(*ems._lp_kernel_args(pr, LP))
     assert np.all(stats[:, 2] == 0)  # every LP converged
-    assert np.all(stats[:, 0] >= 1) and np.all(stats[:, 0] <= LP.appliance_candidates + 1)
-    assert np.all(stats[~pr.app_has, 0] == 1)  # one LP without an appliance to place
+    storage = (pr.bat_cap > 0) | ((pr.ev_hi > pr.ev_lo) & (pr.ev_pmax > 0)) | (pr.hp_pmax > 0)
+    assert storage.any() and (~storage).any()
+    assert np.all(stats[storage, 0] >= 1) and np.all(stats[:, 0] <= LP.appliance_candidates + 1)
+    assert np.all(stats[storage & ~pr.app_has, 0] == 1)  # one LP without an appliance to place
+    assert np.all(stats[~storage, 0] == 0) and np.all(stats[~storage, 3] == 1)  # enumerated exactly
     assert stats[pr.app_has, 3].mean() > 0.5  # most appliance starts are proven optimal
 
 

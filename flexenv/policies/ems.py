@@ -1494,7 +1494,8 @@ def _lp_plan_kernel(dt, base, pv, pi, pe, ci, ce,
                     w_comfort, w_ev, w_cap, app_candidates, tol, max_iter):
     """The EMS with the exact LP (``method="lp"``): same outputs as :func:`_plan_kernel`; stats columns
     (LP solves, total interior-point iterations, solves that did not converge, 1 if the appliance
-    start is proven optimal).
+    start is proven optimal). A prosumer without battery, EV session or heat pump needs no LP: its
+    appliance start is enumerated exactly against its inflexible net power.
 
     Appliance start, a best-first branch and bound over the starts: the first is the best start against
     the idle devices' net power; after each LP solve, the duals give every start a lower bound and the
@@ -1545,6 +1546,23 @@ def _lp_plan_kernel(dt, base, pv, pi, pe, ci, ce,
                     bc = costs[s_ - app_lo[p]]
                     start = s_
         n_solves = 1 if not app_has[p] else max(app_candidates, 1)
+        storage = bat_cap[p] > 0.0 or (ev_hi[p] > ev_lo[p] and ev_pmax[p] > 0.0) or hp_pmax[p] > 0.0
+        if not storage:
+            # nothing to store energy in: the appliance start chosen against the inflexible net power
+            # above is exact (its cost was evaluated for every start), no LP needed
+            n_solves = 0
+            stats[p, 3] = 1
+            if app_has[p]:
+                for j in range(L):
+                    if start + j < H:
+                        out_app[p, start + j] = app_prof[p, j]
+            best_start = start
+            best = 0.0
+            for t in range(H):
+                fv, _ = _F0(base[p, t] + out_app[p, t], pi[p, t], pe[p, t], ci[p, t], ce[p, t], w_cap, pv[p, t])
+                best += dt * fv
+            s_bat[p, :] = bat_e0[p]
+            s_hp[p, :] = hp_T0[p]
         for k in range(n_solves):
             if app_has[p]:
                 tried[start] = True
