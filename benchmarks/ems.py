@@ -42,8 +42,8 @@ from flexenv.policies import ems
 from machine import describe_machine  # benchmarks/machine.py (scripts run from this folder)
 
 HERE = Path(__file__).resolve().parent
-# measured next to the default (exact LP) method: the energy boxes' profile in the environments and the
-# former default, both coordinate descent
+# measured next to the default (exact LP, up to 8 solves): the energy boxes' profile in the environments
+# (the LP with up to 2 solves) and the former default (coordinate descent)
 OTHER_PROFILES = {"engine_profile": ems.ENGINE_PROFILE, "descent_profile": ems.DESCENT_PROFILE}
 
 
@@ -243,7 +243,7 @@ def write_md(res: dict, path: Path) -> None:
         f"| LP solves per plan / appliance starts proven optimal | {res['lp_solves_per_plan']:.2f} / "
         f"{100 * res['appliance_start_proven_share']:.1f} % | | |",
     ]
-    for name, label in (("engine_profile", "engine profile (descent; the energy boxes in the environments)"),
+    for name, label in (("engine_profile", "engine profile (LP, at most 2 solves; the energy boxes in the environments)"),
                         ("descent_profile", "descent profile (the former default)")):
         q = res[name]
         lines += [
