@@ -101,3 +101,8 @@ def test_last_ptus_of_the_day_match_the_milp(t0):
     for i in range(P):
         r = milp.solve(ems.select(rest, slice(i, i + 1)))
         assert abs(out.objective_eur[i] - r.objective_eur[0]) <= 2e-4 * abs(r.objective_eur[0]) + 1e-4
+
+
+def test_lp_plan_reports_no_coarsening():
+    pb = ems.random_problem(np.random.default_rng(2), 8, 15, "tou", True)
+    assert np.all(ems.plan(pb, LP).value_function_coarsened == 0)

@@ -1685,7 +1685,7 @@ class EMSPlan(NamedTuple):
     indoor_temp_degc: (P, H+1) planned state trajectories (ev_need is the energy still needed);
     objective_eur: (P,) planned bill + penalties; cap_violation_kwh: (P,) planned energy beyond the
     caps (0 when the caps are feasible); value_function_coarsened: (P,) number of coarsened stages
-    (0 normally).
+    of the descent's value functions (0 normally; always 0 for the LP method).
     """
 
     t0: int
@@ -1762,7 +1762,7 @@ def plan(problem: ProsumerProblem, config: EMSConfig = EMSConfig()) -> EMSPlan:
     viol = pr.dt * (np.maximum(net - pr.cap_imp, 0) + np.maximum(-net - pr.cap_exp, 0)).sum(1)
     start_abs = np.where(start >= 0, start + int(problem.t0), -1)
     return EMSPlan(int(problem.t0), net, bat, ev, hp, app, pv, start_abs, s_bat, pr.ev_need0[:, None] - s_ev,
-                   s_hp, obj, viol, stats[:, 0].copy())
+                   s_hp, obj, viol, np.zeros(len(obj), np.int64) if config.method == "lp" else stats[:, 0].copy())
 
 
 def setpoints(p: EMSPlan, k: int = 0) -> dict:
