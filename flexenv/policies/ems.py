@@ -1089,6 +1089,23 @@ def _trade_gain(H, mup, mum, has):
     return g
 
 
+@nb.njit(cache=True)
+def _plan_outputs(P, H):
+    """The output arrays of both plan kernels (powers, start, states, objective, stats)."""
+    return (np.zeros((P, H)), np.zeros((P, H)), np.zeros((P, H)), np.zeros((P, H)), np.zeros((P, H)),
+            np.full(P, -1, dtype=np.int64), np.zeros((P, H + 1)), np.zeros((P, H + 1)), np.zeros((P, H + 1)),
+            np.zeros(P), np.zeros((P, 4), dtype=np.int64))
+
+
+@nb.njit(cache=True)
+def _pv_use(H, net_without_pv, pi, pe, ci, ce, w_cap, pv, out):
+    """PV use per PTU: the exact minimiser of the cost within [n - A, n] (ties keep the most PV)."""
+    for t in range(H):
+        n = net_without_pv[t]
+        _, x = _F0(n, pi[t], pe[t], ci[t], ce[t], w_cap, pv[t])
+        out[t] = n - x
+
+
 @nb.njit(cache=True, parallel=True)
 def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
                  bat_cap, bat_pc, bat_pd, bat_ec, bat_ed, bat_keep, bat_e0,
@@ -1098,17 +1115,8 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
                  w_comfort, w_ev, w_cap, max_sweeps, exchange_rounds, radius0, radius_min, tol, app_candidates,
                  use_past, cap_ramp):
     P, H = base.shape
-    out_bat = np.zeros((P, H))
-    out_ev = np.zeros((P, H))
-    out_hp = np.zeros((P, H))
-    out_app = np.zeros((P, H))
-    out_pv = np.zeros((P, H))
-    out_start = np.full(P, -1, dtype=np.int64)
-    s_bat = np.zeros((P, H + 1))
-    s_ev = np.zeros((P, H + 1))
-    s_hp = np.zeros((P, H + 1))
-    objective = np.zeros(P)
-    stats = np.zeros((P, 4), dtype=np.int64)  # coarsened stages, max breakpoints, DP calls, exchanges kept
+    (out_bat, out_ev, out_hp, out_app, out_pv, out_start, s_bat, s_ev, s_hp, objective, stats) = _plan_outputs(P, H)
+    # stats: coarsened stages, max breakpoints, DP calls, exchanges kept
     KM = 8
     for p in nb.prange(P):
         FX = np.empty((H, KM))
@@ -1397,11 +1405,7 @@ def _plan_kernel(dt, base, pv, pi, pe, ci, ce,
                     radius *= 0.25
                     if radius < radius_min:
                         break
-        # PV use: the exact minimiser within [n - A, n] (ties keep the most PV)
-        for t in range(H):
-            n = base[p, t] + pwr[0, t] + pwr[1, t] + pwr[2, t] + pwr[3, t]
-            _, x = _F0(n, pi[p, t], pe[p, t], ci[p, t], ce[p, t], w_cap, pv[p, t])
-            out_pv[p, t] = n - x
+        _pv_use(H, base[p] + pwr[0] + pwr[1] + pwr[2] + pwr[3], pi[p], pe[p], ci[p], ce[p], w_cap, pv[p], out_pv[p])
         objective[p] = obj
         out_bat[p] = pwr[BAT]
         out_ev[p] = pwr[EV]
@@ -1470,11 +1474,8 @@ def _lp_plan_one(dt, base, pv, pi, pe, ci, ce, w_cap,
     pen[0] = w_ev * max(ev_need0 - s, 0.0) if ev_hi > ev_lo else 0.0
     pen[1] = w_comfort * comfort
     pen[2] = 0.0
-    obj = pen[0] + pen[1]
-    for t in range(H):
-        n = base[t] + pwr[EV, t] + pwr[HP, t] + pwr[BAT, t]
-        fv, _ = _F0(n, pi[t], pe[t], ci[t], ce[t], w_cap, pv[t])
-        obj += dt * fv
+    pwr[APP] = 0.0  # the appliance is in base
+    obj = _objective(H, dt, base, pwr, pen, pi, pe, ci, ce, w_cap, pv)
     v_lp = const
     for t in range(H):
         for j in range(ems_lp.NV):
@@ -1503,17 +1504,7 @@ def _lp_plan_kernel(dt, base, pv, pi, pe, ci, ce,
     or ``app_candidates`` solves are done."""
     P, H = base.shape
     L = app_prof.shape[1]
-    out_bat = np.zeros((P, H))
-    out_ev = np.zeros((P, H))
-    out_hp = np.zeros((P, H))
-    out_app = np.zeros((P, H))
-    out_pv = np.zeros((P, H))
-    out_start = np.full(P, -1, dtype=np.int64)
-    s_bat = np.zeros((P, H + 1))
-    s_ev = np.zeros((P, H + 1))
-    s_hp = np.zeros((P, H + 1))
-    objective = np.zeros(P)
-    stats = np.zeros((P, 4), dtype=np.int64)
+    (out_bat, out_ev, out_hp, out_app, out_pv, out_start, s_bat, s_ev, s_hp, objective, stats) = _plan_outputs(P, H)
     KM = 8
     for p in nb.prange(P):
         FX = np.empty((H, KM))
@@ -1557,10 +1548,7 @@ def _lp_plan_kernel(dt, base, pv, pi, pe, ci, ce,
                     if start + j < H:
                         out_app[p, start + j] = app_prof[p, j]
             best_start = start
-            best = 0.0
-            for t in range(H):
-                fv, _ = _F0(base[p, t] + out_app[p, t], pi[p, t], pe[p, t], ci[p, t], ce[p, t], w_cap, pv[p, t])
-                best += dt * fv
+            best = _objective(H, dt, base[p] + out_app[p], pwr, pen, pi[p], pe[p], ci[p], ce[p], w_cap, pv[p])
             s_bat[p, :] = bat_e0[p]
             s_hp[p, :] = hp_T0[p]
         for k in range(n_solves):
@@ -1615,10 +1603,8 @@ def _lp_plan_kernel(dt, base, pv, pi, pe, ci, ce,
                 stats[p, 3] = 1
                 break
             start = nxt
-        for t in range(H):
-            n = base[p, t] + out_bat[p, t] + out_ev[p, t] + out_hp[p, t] + out_app[p, t]
-            _, xx = _F0(n, pi[p, t], pe[p, t], ci[p, t], ce[p, t], w_cap, pv[p, t])
-            out_pv[p, t] = n - xx
+        _pv_use(H, base[p] + out_bat[p] + out_ev[p] + out_hp[p] + out_app[p], pi[p], pe[p], ci[p], ce[p], w_cap,
+                pv[p], out_pv[p])
         objective[p] = best
         out_start[p] = best_start
     return out_bat, out_ev, out_hp, out_app, out_pv, out_start, s_bat, s_ev, s_hp, objective, stats
@@ -1724,27 +1710,26 @@ def _validate(cfg: EMSConfig) -> None:
         raise ValueError(f"cap_ramp = {tuple(cfg.cap_ramp)}: need increasing fractions of the cap penalty in (0, 1)")
 
 
-def _kernel_args(pr: Prepared, cfg: EMSConfig):
-    r0, rmin, tol = float(cfg.exchange_radius_kw), float(cfg.exchange_radius_min_kw), float(cfg.tolerance_eur)
-    cap_ramp = np.asarray(cfg.cap_ramp, dtype=np.float64).reshape(-1)
+def _problem_args(pr: Prepared):
+    """The prepared arrays in the order both plan kernels take them."""
     return (pr.dt, pr.base_kw, pr.pv_kw, pr.pi, pr.pe, pr.cap_imp, pr.cap_exp,
             pr.bat_cap, pr.bat_pc, pr.bat_pd, pr.bat_eta_c, pr.bat_eta_d, pr.bat_keep, pr.bat_e0,
             pr.ev_cap, pr.ev_pmax, pr.ev_eta, pr.ev_v2g, pr.ev_lo, pr.ev_hi, pr.ev_need0,
             pr.hp_pmax, pr.hp_a, np.ascontiguousarray(pr.hp_beta), np.ascontiguousarray(pr.hp_gain),
             pr.hp_tmin, pr.hp_tmax, pr.hp_T0,
             pr.app_prof, pr.app_has, pr.app_lo, pr.app_hi,
-            pr.w_comfort, pr.w_ev, pr.w_cap, int(cfg.max_sweeps), int(cfg.exchange_rounds), r0, rmin, tol,
-            int(cfg.appliance_candidates), bool(cfg.past_values), cap_ramp)
+            pr.w_comfort, pr.w_ev, pr.w_cap)
+
+
+def _kernel_args(pr: Prepared, cfg: EMSConfig):
+    cap_ramp = np.asarray(cfg.cap_ramp, dtype=np.float64).reshape(-1)
+    return _problem_args(pr) + (int(cfg.max_sweeps), int(cfg.exchange_rounds), float(cfg.exchange_radius_kw),
+                                float(cfg.exchange_radius_min_kw), float(cfg.tolerance_eur),
+                                int(cfg.appliance_candidates), bool(cfg.past_values), cap_ramp)
 
 
 def _lp_kernel_args(pr: Prepared, cfg: EMSConfig):
-    return (pr.dt, pr.base_kw, pr.pv_kw, pr.pi, pr.pe, pr.cap_imp, pr.cap_exp,
-            pr.bat_cap, pr.bat_pc, pr.bat_pd, pr.bat_eta_c, pr.bat_eta_d, pr.bat_keep, pr.bat_e0,
-            pr.ev_cap, pr.ev_pmax, pr.ev_eta, pr.ev_v2g, pr.ev_lo, pr.ev_hi, pr.ev_need0,
-            pr.hp_pmax, pr.hp_a, np.ascontiguousarray(pr.hp_beta), np.ascontiguousarray(pr.hp_gain),
-            pr.hp_tmin, pr.hp_tmax, pr.hp_T0,
-            pr.app_prof, pr.app_has, pr.app_lo, pr.app_hi,
-            pr.w_comfort, pr.w_ev, pr.w_cap, int(cfg.appliance_candidates) + 1, LP_TOLERANCE, LP_MAX_ITERATIONS)
+    return _problem_args(pr) + (int(cfg.appliance_candidates) + 1, LP_TOLERANCE, LP_MAX_ITERATIONS)
 
 
 def plan(problem: ProsumerProblem, config: EMSConfig = EMSConfig()) -> EMSPlan:
