@@ -43,23 +43,6 @@ STEP_FRACTION = 0.995  # of the step to the boundary
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _chol(S, L):
-    """Cholesky of the 4 x 4 SPD block S into L (lower). A pivot that vanishes relative to its diagonal
-    (a row whose variables all sit at bounds) is replaced by a huge one, which decouples that row."""
-    for i in range(NR):
-        for j in range(i + 1):
-            s = S[i, j]
-            for k in range(j):
-                s -= L[i, k] * L[j, k]
-            if i == j:
-                L[i, i] = math.sqrt(s) if s > 1e-14 * abs(S[i, i]) and s > 1e-300 else 1e32
-            else:
-                L[i, j] = s / L[j, j]
-        for j in range(i + 1, NR):
-            L[i, j] = 0.0
-
-
-@nb.njit(cache=True, error_model="numpy")
 def _Ax(H, g, gain, k1, a, x, out):
     """out = A x (rows per PTU: balance, battery, EV, building); g = (gBC, gBD, gEC, gED)."""
     for t in range(H):
@@ -100,82 +83,119 @@ def _ATy(H, g, gain, k1, a, y, out):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _factor(H, g, gain, k1, a, th, act, Ls, Ws):
-    """Block Cholesky of A diag(th) A^T (block tridiagonal): blocks L_t (Ls) and W_t (Ws) with
-    L_t L_t^T = D_t - W_t W_t^T and W_t L_{t-1}^T = C_t."""
+def _factor(H, g, gain, k1, a, th, act, Ls, Ws, Dg, Di):
+    """Block LDL^T of M = A diag(th) A^T (block tridiagonal, blocks S_t on the diagonal and C_t below):
+    unit lower blocks L_t (Ls), pivots D_t (Dg) and their inverses (Di) and blocks W_t (Ws) with
+    W_t D_{t-1} L_{t-1}^T = C_t and L_t D_t L_t^T = S_t - W_t D_{t-1} W_t^T. LDL^T rather than Cholesky:
+    the factorisation is a chain through time, and one division per pivot is shorter than a square root
+    and a division. A pivot that vanishes relative to its diagonal (a row whose variables all sit at
+    bounds) is replaced by a huge one, which decouples that row."""
     S = np.empty((NR, NR))
     c = np.zeros(NR)
+    v = np.zeros(NR)
     for t in range(H):
-        S[:] = 0.0
         s = 0.0
         for j in range(NV):
             if BAL[j] != 0.0:
                 s += th[t, j]
         S[0, 0] = s
-        hs = th[t, HM] + th[t, HL] + th[t, HH]
         S[1, 1] = th[t, BE] + g[0] * g[0] * th[t, BC] + g[1] * g[1] * th[t, BD]
         S[2, 2] = th[t, ES] + g[2] * g[2] * th[t, EC] + g[3] * g[3] * th[t, ED]
-        S[3, 3] = hs + gain[t] * gain[t] * th[t, HP]
-        S[0, 1] = S[1, 0] = g[0] * th[t, BC] - g[1] * th[t, BD]
-        S[0, 2] = S[2, 0] = g[2] * th[t, EC] - g[3] * th[t, ED]
-        S[0, 3] = S[3, 0] = -gain[t] * th[t, HP]
+        S[3, 3] = th[t, HM] + th[t, HL] + th[t, HH] + gain[t] * gain[t] * th[t, HP]
+        S[1, 0] = g[0] * th[t, BC] - g[1] * th[t, BD]
+        S[2, 0] = g[2] * th[t, EC] - g[3] * th[t, ED]
+        S[3, 0] = -gain[t] * th[t, HP]
+        S[2, 1] = 0.0
+        S[3, 1] = 0.0
+        S[3, 2] = 0.0
         if t > 0:
             hp = th[t - 1, HM] + th[t - 1, HL] + th[t - 1, HH]
             S[1, 1] += k1 * k1 * th[t - 1, BE]
             S[2, 2] += th[t - 1, ES]
             S[3, 3] += a * a * hp
-            c[1] = -k1 * th[t - 1, BE]  # the coupling block C_t is diagonal (state rows only)
+            c[1] = -k1 * th[t - 1, BE]  # C_t is diagonal, and 0 in the balance row
             c[2] = -th[t - 1, ES]
             c[3] = -a * hp
         for r in range(NR):
             if not act[r]:
-                for q in range(NR):
+                for q in range(r):
                     S[r, q] = 0.0
+                for q in range(r + 1, NR):
                     S[q, r] = 0.0
                 S[r, r] = 1.0
                 c[r] = 0.0
         if t > 0:
             Lp = Ls[t - 1]
-            for r in range(NR):  # row r of W solves L_{t-1} w = c_r e_r
-                for q in range(NR):
-                    v = c[r] if q == r else 0.0
-                    for k in range(q):
-                        v -= Lp[q, k] * Ws[t, r, k]
-                    Ws[t, r, q] = v / Lp[q, q]
-            for r in range(NR):
-                for q in range(r + 1):
-                    v = 0.0
-                    for k in range(NR):
-                        v += Ws[t, r, k] * Ws[t, q, k]
-                    S[r, q] -= v
-                    if q != r:
-                        S[q, r] -= v
-        _chol(S, Ls[t])
+            for r in range(1, NR):  # row r of W = (D^-1 L^-1 c_r e_r)^T of block t-1; row 0 is 0
+                for q in range(r):
+                    v[q] = 0.0
+                    Ws[t, r, q] = 0.0
+                v[r] = c[r]
+                Ws[t, r, r] = c[r] * Di[t - 1, r]
+                for q in range(r + 1, NR):
+                    u = 0.0
+                    for k in range(r, q):
+                        u -= Lp[q, k] * v[k]
+                    v[q] = u
+                    Ws[t, r, q] = u * Di[t - 1, q]
+                for q in range(1, r + 1):  # S -= W D W^T (lower part)
+                    u = 0.0
+                    for k in range(r, NR):  # W[r, k] = 0 for k < r
+                        u += Ws[t, r, k] * Ws[t, q, k] * Dg[t - 1, k]
+                    S[r, q] -= u
+        L = Ls[t]
+        for i in range(NR):
+            for j in range(i):
+                u = S[i, j]
+                for k in range(j):
+                    u -= L[i, k] * Dg[t, k] * L[j, k]
+                L[i, j] = u * Di[t, j]
+            u = S[i, i]
+            for k in range(i):
+                u -= L[i, k] * L[i, k] * Dg[t, k]
+            ok = u > 1e-14 * abs(S[i, i]) and u > 1e-300
+            Dg[t, i] = u if ok else 1e64
+            Di[t, i] = 1.0 / u if ok else 1e-64
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _solve(H, Ls, Ws, r, z, out):
-    """out = (A diag(th) A^T)^{-1} r with the factors of :func:`_factor` (z: work array)."""
+def _solve(H, Ls, Ws, Di, r, z, out):
+    """out = M^-1 r with the factors of :func:`_factor` (z: work array): forward through the unit
+    lower factor, scale by the inverse pivots, back through its transpose; no division."""
     for t in range(H):
         L = Ls[t]
         for i in range(NR):
             v = r[t, i]
-            if t > 0:
-                for k in range(NR):
+            if t > 0 and i > 0:
+                for k in range(i, NR):
                     v -= Ws[t, i, k] * z[t - 1, k]
             for k in range(i):
                 v -= L[i, k] * z[t, k]
-            z[t, i] = v / L[i, i]
+            z[t, i] = v
     for t in range(H - 1, -1, -1):
         L = Ls[t]
         for i in range(NR - 1, -1, -1):
-            v = z[t, i]
+            v = z[t, i] * Di[t, i]
             if t + 1 < H:
-                for k in range(NR):
+                for k in range(1, i + 1):  # W[k, i] = 0 for k > i
                     v -= Ws[t + 1, k, i] * out[t + 1, k]
             for k in range(i + 1, NR):
                 v -= L[k, i] * out[t, k]
-            out[t, i] = v / L[i, i]
+            out[t, i] = v
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _step_to_boundary(n, dx, dzl, dzu, isl, isu, izl, izu):
+    """Largest primal and dual step lengths (each <= 1) that keep every slack and bound dual >= 0, found
+    through their inverses max(-dx/sl, dx/su) and max(-dz/z): products with the stored inverse slacks
+    and duals, no division or branch per variable (fixed variables have 0 inverses)."""
+    inv_p = 1.0
+    inv_d = 1.0
+    for k in range(n):
+        d = dx[k]
+        inv_p = max(inv_p, -d * isl[k], d * isu[k])
+        inv_d = max(inv_d, -dzl[k] * izl[k], -dzu[k] * izu[k])
+    return 1.0 / inv_p, 1.0 / inv_d
 
 
 @nb.njit(cache=True, error_model="numpy")  # no zero-division checks: they block vectorisation
@@ -202,12 +222,12 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
     su = np.ones(n)
     isl = np.zeros(n)
     isu = np.zeros(n)
+    izl = np.zeros(n)
+    izu = np.zeros(n)
     rd = np.zeros(n)
     rl = np.zeros(n)
     ru = np.zeros(n)
     dxa = np.zeros(n)
-    dzla = np.zeros(n)
-    dzua = np.zeros(n)
     dx = np.zeros(n)
     dzl = np.zeros(n)
     dzu = np.zeros(n)
@@ -231,11 +251,12 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
     dy = np.zeros((H, NR))
     Ls = np.zeros((H, NR, NR))
     Ws = np.zeros((H, NR, NR))
+    Dg = np.zeros((H, NR))
+    Di = np.zeros((H, NR))
     bnorm = 1.0
     for t in range(H):
         for r in range(NR):
             bnorm = max(bnorm, abs(b[t, r]))
-    sigma = 0.0
     n2 = 2.0 * max(nfree, 1)
     for it in range(max_iter):
         _Ax(H, g, gain, k1, a, x, Ax)
@@ -249,63 +270,54 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
         gap = 0.0
         for k in range(n):
             m = mask[k]
-            sl[k] = xf[k] - lf[k] + (1.0 - m)  # 1 for fixed variables (their duals are 0)
-            su[k] = uf[k] - xf[k] + (1.0 - m)
-            isl[k] = m / sl[k]
-            isu[k] = m / su[k]
-            rd[k] = m * (cf[k] - ATy[k] - zl[k] + zu[k])
-            dinf = max(dinf, abs(rd[k]))
-            gap += sl[k] * zl[k] + su[k] * zu[k]
-            th[k] = m / (zl[k] * isl[k] + zu[k] * isu[k] + (1.0 - m))
+            s_l = xf[k] - lf[k] + (1.0 - m)  # 1 for fixed variables (their duals are 0)
+            s_u = uf[k] - xf[k] + (1.0 - m)
+            q = m / (s_l * s_u)  # one division gives both inverse slacks
+            isl[k] = s_u * q
+            isu[k] = s_l * q
+            p = m / (zl[k] * zu[k] + (1.0 - m))
+            izl[k] = zu[k] * p
+            izu[k] = zl[k] * p
+            sl[k] = s_l
+            su[k] = s_u
+            r_d = m * (cf[k] - ATy[k] - zl[k] + zu[k])
+            rd[k] = r_d
+            dinf = max(dinf, abs(r_d))
+            gap += s_l * zl[k] + s_u * zu[k]
+            t_k = m / (zl[k] * isl[k] + zu[k] * isu[k] + (1.0 - m))
+            th[k] = t_k
+            rt[k] = t_k * (r_d + zl[k] - zu[k])  # affine-scaling right-hand side (complementarity -> 0)
         if pinf <= tol * bnorm and dinf <= tol * cnorm and gap <= tol * cnorm:
             return it, True
         mu = gap / n2
-        _factor(H, g, gain, k1, a, th2, act, Ls, Ws)
-        ap = 1.0
-        ad = 1.0
-        for corrector in range(2):
-            if corrector == 0:  # affine-scaling direction
-                for k in range(n):
-                    rl[k] = -sl[k] * zl[k]
-                    ru[k] = -su[k] * zu[k]
-                    rt[k] = th[k] * (rd[k] - rl[k] * isl[k] + ru[k] * isu[k])
-            else:  # centring + second-order correction
-                smu = sigma * mu
-                for k in range(n):
-                    rl[k] = smu - sl[k] * zl[k] - dxa[k] * dzla[k]
-                    ru[k] = smu - su[k] * zu[k] + dxa[k] * dzua[k]
-                    rt[k] = th[k] * (rd[k] - rl[k] * isl[k] + ru[k] * isu[k])
-            _Ax(H, g, gain, k1, a, rt2, Ax)
-            for t in range(H):
-                for r in range(NR):
-                    w[t, r] = (rp[t, r] + Ax[t, r]) if act[r] else 0.0
-            _solve(H, Ls, Ws, w, zz, dy)
-            _ATy(H, g, gain, k1, a, dy, ATy2)
-            for k in range(n):
-                d = th[k] * ATy[k] - rt[k]
-                dx[k] = d
-                dzl[k] = (rl[k] - zl[k] * d) * isl[k]
-                dzu[k] = (ru[k] + zu[k] * d) * isu[k]
-            ap = 1.0
-            ad = 1.0
-            for k in range(n):
-                d = dx[k]
-                if d < 0.0:
-                    ap = min(ap, -sl[k] / d)
-                elif d > 0.0:
-                    ap = min(ap, su[k] / d)
-                if dzl[k] < 0.0:
-                    ad = min(ad, -zl[k] / dzl[k])
-                if dzu[k] < 0.0:
-                    ad = min(ad, -zu[k] / dzu[k])
-            if corrector == 0:
-                ga = 0.0
-                for k in range(n):
-                    ga += (sl[k] + ap * dx[k]) * (zl[k] + ad * dzl[k]) + (su[k] - ap * dx[k]) * (zu[k] + ad * dzu[k])
-                sigma = (max(ga, 0.0) / n2 / mu) ** 3 if mu > 0.0 else 0.0
-                dxa[:] = dx
-                dzla[:] = dzl
-                dzua[:] = dzu
+        _factor(H, g, gain, k1, a, th2, act, Ls, Ws, Dg, Di)
+        # predictor: the affine-scaling direction
+        _direction(H, g, gain, k1, a, act, Ls, Ws, Di, rp, rt2, Ax, w, zz, dy, th, ATy2, dx)
+        for k in range(n):
+            d = dx[k]
+            dzl[k] = -zl[k] * (1.0 + d * isl[k])
+            dzu[k] = zu[k] * (d * isu[k] - 1.0)
+        ap, ad = _step_to_boundary(n, dx, dzl, dzu, isl, isu, izl, izu)
+        ga = 0.0
+        for k in range(n):
+            ga += (sl[k] + ap * dx[k]) * (zl[k] + ad * dzl[k]) + (su[k] - ap * dx[k]) * (zu[k] + ad * dzu[k])
+        sigma = (max(ga, 0.0) / n2 / mu) ** 3 if mu > 0.0 else 0.0
+        # corrector: centring + second-order correction
+        smu = sigma * mu
+        for k in range(n):
+            d = dx[k]
+            dxa[k] = d
+            r_l = smu - sl[k] * zl[k] - d * dzl[k]
+            r_u = smu - su[k] * zu[k] + d * dzu[k]
+            rl[k] = r_l
+            ru[k] = r_u
+            rt[k] = th[k] * (rd[k] - r_l * isl[k] + r_u * isu[k])
+        _direction(H, g, gain, k1, a, act, Ls, Ws, Di, rp, rt2, Ax, w, zz, dy, th, ATy2, dx)
+        for k in range(n):
+            d = dx[k]
+            dzl[k] = (rl[k] - zl[k] * d) * isl[k]
+            dzu[k] = (ru[k] + zu[k] * d) * isu[k]
+        ap, ad = _step_to_boundary(n, dx, dzl, dzu, isl, isu, izl, izu)
         ap = min(1.0, STEP_FRACTION * ap)
         ad = min(1.0, STEP_FRACTION * ad)
         for k in range(n):
@@ -316,6 +328,21 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
             for r in range(NR):
                 y[t, r] += ad * dy[t, r]
     return max_iter, False
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _direction(H, g, gain, k1, a, act, Ls, Ws, Di, rp, rt2, Ax, w, zz, dy, th, ATy2, dx):
+    """Newton direction for the right-hand side rt: dy = (A Th A^T)^-1 (rp + A rt), dx = Th A^T dy - rt."""
+    _Ax(H, g, gain, k1, a, rt2, Ax)
+    for t in range(H):
+        for r in range(NR):
+            w[t, r] = (rp[t, r] + Ax[t, r]) if act[r] else 0.0
+    _solve(H, Ls, Ws, Di, w, zz, dy)
+    _ATy(H, g, gain, k1, a, dy, ATy2)
+    rt = rt2.reshape(H * NV)
+    ATy = ATy2.reshape(H * NV)
+    for k in range(H * NV):
+        dx[k] = th[k] * ATy[k] - rt[k]
 
 
 @nb.njit(cache=True, error_model="numpy")
