@@ -1445,7 +1445,7 @@ def _lp_plan_one(dt, base, pv, pi, pe, ci, ce, w_cap,
     comfort = 0.0
     for t in range(H):
         # battery: net power, cut to what the stored energy allows
-        p = x[t, ems_lp.BC] - x[t, ems_lp.BD]
+        p = x[ems_lp.BC, t] - x[ems_lp.BD, t]
         if bat_cap > 0.0:
             pc, pd = dv._battery_limits(e, bat_cap, bat_pc, bat_pd, bat_ec, bat_ed, bat_keep, dt)
             p = min(max(p, -pd), pc)
@@ -1457,7 +1457,7 @@ def _lp_plan_one(dt, base, pv, pi, pe, ci, ce, w_cap,
         # EV: delivered energy stays within [need0 - capacity, need0]
         q = 0.0
         if ev_lo <= t < ev_hi:
-            q = min(max(x[t, ems_lp.EC] - x[t, ems_lp.ED], -ev_pmax if ev_v2g else 0.0), ev_pmax)
+            q = min(max(x[ems_lp.EC, t] - x[ems_lp.ED, t], -ev_pmax if ev_v2g else 0.0), ev_pmax)
             q = min(q, max(ev_need0 - s, 0.0) / (dt * ev_eta))
             if q < 0.0:
                 q = max(q, -max(s - ev_min, 0.0) * ev_eta / dt)
@@ -1465,7 +1465,7 @@ def _lp_plan_one(dt, base, pv, pi, pe, ci, ce, w_cap,
         pwr[EV, t] = q
         st[EV, t + 1] = s
         # heat pump + building
-        h = min(max(x[t, ems_lp.HP], 0.0), hp_pmax) if hp_pmax > 0.0 else 0.0
+        h = min(max(x[ems_lp.HP, t], 0.0), hp_pmax) if hp_pmax > 0.0 else 0.0
         if hp_pmax > 0.0:
             temp = hp_a * temp + hp_beta[t] + hp_gain[t] * h
             comfort += dt * (max(hp_tmin - temp, 0.0) + max(temp - hp_tmax, 0.0))
@@ -1477,9 +1477,9 @@ def _lp_plan_one(dt, base, pv, pi, pe, ci, ce, w_cap,
     pwr[APP] = 0.0  # the appliance is in base
     obj = _objective(H, dt, base, pwr, pen, pi, pe, ci, ce, w_cap, pv)
     v_lp = const
-    for t in range(H):
-        for j in range(ems_lp.NV):
-            v_lp += c[t, j] * x[t, j]
+    for j in range(ems_lp.NV):
+        for t in range(H):
+            v_lp += c[j, t] * x[j, t]
     return obj, v_lp, iters, ok
 
 
@@ -1512,12 +1512,12 @@ def _lp_plan_kernel(dt, base, pv, pi, pe, ci, ce,
         FN = np.empty(H, dtype=np.int64)
         FV = np.empty(H)
         _fill_F(pi[p], pe[p], ci[p], ce[p], w_cap, pv[p], FX, FS, FN, FV)
-        b = np.empty((H, ems_lp.NR))
-        c = np.empty((H, ems_lp.NV))
-        lo = np.empty((H, ems_lp.NV))
-        hi = np.empty((H, ems_lp.NV))
-        x = np.empty((H, ems_lp.NV))
-        y = np.empty((H, ems_lp.NR))
+        b = np.empty((ems_lp.NR, H))
+        c = np.empty((ems_lp.NV, H))
+        lo = np.empty((ems_lp.NV, H))
+        hi = np.empty((ems_lp.NV, H))
+        x = np.empty((ems_lp.NV, H))
+        y = np.empty((ems_lp.NR, H))
         pwr = np.zeros((4, H))
         st = np.zeros((3, H + 1))
         pen = np.zeros(3)
@@ -1581,20 +1581,20 @@ def _lp_plan_kernel(dt, base, pv, pi, pe, ci, ce,
             if not app_has[p]:
                 break
             # The LP value is convex in the load, so its duals bound every other start from below:
-            # V(s) >= V(start) + sum_t lambda_t (a_s - a_start)_t, lambda_t = -y[t, 0] (EUR per kW of
+            # V(s) >= V(start) + sum_t lambda_t (a_s - a_start)_t, lambda_t = -y[0, t] (EUR per kW of
             # load at t). Next: the untried start with the lowest bound; stop once no start can beat the
             # best plan (the appliance choice is then proven optimal).
             here = 0.0
             for j in range(L):
                 if start + j < H:
-                    here -= y[start + j, 0] * app_prof[p, j]
+                    here -= y[0, start + j] * app_prof[p, j]
             nxt = -1
             low = np.inf
             for s_ in range(app_lo[p], app_hi[p] + 1):
                 v = v_lp - here
                 for j in range(L):
                     if s_ + j < H:
-                        v -= y[s_ + j, 0] * app_prof[p, j]
+                        v -= y[0, s_ + j] * app_prof[p, j]
                 lb[s_] = max(lb[s_], v)
                 if not tried[s_] and lb[s_] < low:
                     low = lb[s_]
