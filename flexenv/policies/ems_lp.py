@@ -248,8 +248,9 @@ def _solve_n(H, rows, Ls, Ws, Di, r, z, out, na):
 @nb.njit(cache=True, error_model="numpy")
 def _ranges(H, act):
     """Flat index ranges [lo, hi) of the variables of the present devices in the (NV, H) layout."""
-    rlo = np.empty(4, dtype=np.int64)
-    rhi = np.empty(4, dtype=np.int64)
+    # unsigned: numba then skips its negative-index wrap-around, and the loops over them vectorise
+    rlo = np.empty(4, dtype=np.uint64)
+    rhi = np.empty(4, dtype=np.uint64)
     nr = 0
     for d in range(4):
         if d == 3 or act[d + 1]:
@@ -369,8 +370,6 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
                 for t in range(H):
                     rp[r, t] = b[r, t] - Ax[r, t]
                     pinf = max(pinf, abs(rp[r, t]))
-        dinf = 0.0
-        gap = 0.0
         for s in range(nr):
             for k in range(rlo[s], rhi[s]):
                 m = mask[k]
@@ -386,11 +385,15 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
                 su[k] = s_u
                 r_d = m * (cf[k] - ATy[k] - zl[k] + zu[k])
                 rd[k] = r_d
-                dinf = max(dinf, abs(r_d))
-                gap += s_l * zl[k] + s_u * zu[k]
                 t_k = m / (zl[k] * isl[k] + zu[k] * isu[k] + (1.0 - m))
                 th[k] = t_k
                 rt[k] = t_k * (r_d + zl[k] - zu[k])  # affine-scaling right-hand side (complementarity -> 0)
+        dinf = 0.0
+        gap = 0.0
+        for s in range(nr):  # the reductions apart, so the loop above vectorises
+            for k in range(rlo[s], rhi[s]):
+                dinf = max(dinf, abs(rd[k]))
+                gap += sl[k] * zl[k] + su[k] * zu[k]
         if pinf <= tol * bnorm and dinf <= tol * cnorm and gap <= tol * cnorm:
             return it, True
         mu = gap / n2
