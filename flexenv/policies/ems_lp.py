@@ -104,82 +104,101 @@ def _ATy(H, g, gain, k1, a, act, y, out):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _factor(H, g, gain, k1, a, act, th, Ls, Ws, Dg, Di):
-    """:func:`_factor_n` compiled for the number of active rows (small loops of known length unroll)."""
-    na = 1 + int(act[1]) + int(act[2]) + int(act[3])
-    if na == 4:
-        _factor_n(H, g, gain, k1, a, act, th, Ls, Ws, Dg, Di, 4)
-    elif na == 3:
-        _factor_n(H, g, gain, k1, a, act, th, Ls, Ws, Dg, Di, 3)
-    elif na == 2:
-        _factor_n(H, g, gain, k1, a, act, th, Ls, Ws, Dg, Di, 2)
-    else:
-        _factor_n(H, g, gain, k1, a, act, th, Ls, Ws, Dg, Di, 1)
+def _state_rows(act):
+    """The active state rows (battery 1, EV 2, building 3) in order, and their number."""
+    rows = np.empty(NR - 1, dtype=np.int64)
+    ns = 0
+    for r in range(1, NR):
+        if act[r]:
+            rows[ns] = r
+            ns += 1
+    return rows, ns
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _factor_n(H, g, gain, k1, a, act, th, Ls, Ws, Dg, Di, na):
-    """Block LDL^T of M = A diag(th) A^T over the active rows (block tridiagonal: blocks S_t on the
-    diagonal, diagonal blocks C_t below): unit lower blocks L_t (Ls), pivots D_t (Dg) and their
-    inverses (Di) and blocks W_t (Ws) with W_t D_{t-1} L_{t-1}^T = C_t and
-    L_t D_t L_t^T = S_t - W_t D_{t-1} W_t^T. Blocks are indexed by position among the active rows
-    (the balance row first). LDL^T rather than Cholesky: the factorisation is a chain through time, and
-    one division per pivot is shorter than a square root and a division. A pivot that vanishes relative
-    to its diagonal (a row whose variables all sit at bounds) is replaced by a huge one, which
-    decouples that row. na: the number of active rows."""
-    nb.literally(na)
+def _factor(H, g, gain, k1, a, act, th, s0, d0i, sd, cc, Ls, Ws, Dg, Di):
+    """Factor M = A diag(th) A^T. The balance row of a PTU couples only with that PTU's state rows, so it
+    is eliminated first, PTU by PTU (vector loops, no chain through time): its inverse pivot d0i (H,)
+    and its coupling s0 (NR - 1, H) to each active state row. What is left is block tridiagonal in the
+    state rows alone (blocks of at most 3 x 3; a scalar tridiagonal system for one storage), with
+    diagonal couplings C_t, factored by :func:`_factor_n` (sd, cc: work arrays for its diagonal and
+    coupling terms)."""
+    rows, ns = _state_rows(act)
+    for t in range(H):
+        d0i[t] = th[PV, t] + th[IM, t] + th[VI, t] + th[EX, t] + th[VE, t]
+    for p in range(ns):
+        r = rows[p]
+        if r == 1:
+            for t in range(H):
+                d0i[t] += th[BC, t] + th[BD, t]
+                s0[p, t] = g[0] * th[BC, t] - g[1] * th[BD, t]
+                sd[p, t] = th[BE, t] + g[0] * g[0] * th[BC, t] + g[1] * g[1] * th[BD, t]
+            for t in range(1, H):
+                sd[p, t] += k1 * k1 * th[BE, t - 1]
+                cc[p, t] = -k1 * th[BE, t - 1]
+        elif r == 2:
+            for t in range(H):
+                d0i[t] += th[EC, t] + th[ED, t]
+                s0[p, t] = g[2] * th[EC, t] - g[3] * th[ED, t]
+                sd[p, t] = th[ES, t] + g[2] * g[2] * th[EC, t] + g[3] * g[3] * th[ED, t]
+            for t in range(1, H):
+                sd[p, t] += th[ES, t - 1]
+                cc[p, t] = -th[ES, t - 1]
+        else:
+            for t in range(H):
+                d0i[t] += th[HP, t]
+                s0[p, t] = -gain[t] * th[HP, t]
+                sd[p, t] = th[HM, t] + th[HL, t] + th[HH, t] + gain[t] * gain[t] * th[HP, t]
+            for t in range(1, H):
+                hp = th[HM, t - 1] + th[HL, t - 1] + th[HH, t - 1]
+                sd[p, t] += a * a * hp
+                cc[p, t] = -a * hp
+    for t in range(H):  # a balance row whose variables all sit at bounds decouples (huge pivot)
+        d0i[t] = 1.0 / d0i[t] if d0i[t] > 1e-300 else 1e-64
+    if ns == 3:
+        _factor_n(H, s0, d0i, sd, cc, Ls, Ws, Dg, Di, 3)
+    elif ns == 2:
+        _factor_n(H, s0, d0i, sd, cc, Ls, Ws, Dg, Di, 2)
+    elif ns == 1:
+        _factor_n(H, s0, d0i, sd, cc, Ls, Ws, Dg, Di, 1)
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _factor_n(H, s0, d0i, sd, cc, Ls, Ws, Dg, Di, ns):
+    """Block LDL^T of the state-row system left after :func:`_factor` eliminated the balance rows:
+    diagonal blocks S_t = diag(sd_t) - s0_t s0_t^T d0i_t, diagonal couplings C_t = diag(cc_t) below.
+    Unit lower blocks L_t (Ls), pivots D_t (Dg) and their inverses (Di), blocks W_t (Ws) with
+    W_t D_{t-1} L_{t-1}^T = C_t and L_t D_t L_t^T = S_t - W_t D_{t-1} W_t^T. LDL^T rather than Cholesky:
+    this is a chain through time, and one division per pivot is shorter than a square root and a
+    division. A pivot that vanishes relative to its diagonal (a row whose variables all sit at bounds)
+    is replaced by a huge one, which decouples that row. ns (compile-time): the number of state rows."""
+    nb.literally(ns)
     S = np.zeros((NR, NR))
-    c = np.zeros(NR)
     v = np.zeros(NR)
     for t in range(H):
-        S[0, 0] = th[PV, t] + th[IM, t] + th[VI, t] + th[EX, t] + th[VE, t]
-        p = 0
-        if act[1]:
-            p += 1
-            S[0, 0] += th[BC, t] + th[BD, t]
-            S[p, p] = th[BE, t] + g[0] * g[0] * th[BC, t] + g[1] * g[1] * th[BD, t]
-            S[p, 0] = g[0] * th[BC, t] - g[1] * th[BD, t]
-            if t > 0:
-                S[p, p] += k1 * k1 * th[BE, t - 1]
-                c[p] = -k1 * th[BE, t - 1]
-        if act[2]:
-            p += 1
-            S[0, 0] += th[EC, t] + th[ED, t]
-            S[p, p] = th[ES, t] + g[2] * g[2] * th[EC, t] + g[3] * g[3] * th[ED, t]
-            S[p, 0] = g[2] * th[EC, t] - g[3] * th[ED, t]
-            if t > 0:
-                S[p, p] += th[ES, t - 1]
-                c[p] = -th[ES, t - 1]
-        if act[3]:
-            p += 1
-            S[0, 0] += th[HP, t]
-            hs = th[HM, t] + th[HL, t] + th[HH, t]
-            S[p, p] = hs + gain[t] * gain[t] * th[HP, t]
-            S[p, 0] = -gain[t] * th[HP, t]
-            if t > 0:
-                hp = th[HM, t - 1] + th[HL, t - 1] + th[HH, t - 1]
-                S[p, p] += a * a * hp
-                c[p] = -a * hp
+        for i in range(ns):
+            for j in range(i + 1):
+                S[i, j] = (sd[i, t] if i == j else 0.0) - s0[i, t] * s0[j, t] * d0i[t]
         if t > 0:
             Lp = Ls[t - 1]
-            for r in range(1, na):  # row r of W = (D^-1 L^-1 c_r e_r)^T of block t-1; row 0 is 0
+            for r in range(ns):  # row r of W = (D^-1 L^-1 c_r e_r)^T of block t-1
                 for q in range(r):
                     v[q] = 0.0
-                v[r] = c[r]
-                Ws[t, r, r] = c[r] * Di[t - 1, r]
-                for q in range(r + 1, na):
+                v[r] = cc[r, t]
+                Ws[t, r, r] = cc[r, t] * Di[t - 1, r]
+                for q in range(r + 1, ns):
                     u = 0.0
                     for k in range(r, q):
                         u -= Lp[q, k] * v[k]
                     v[q] = u
                     Ws[t, r, q] = u * Di[t - 1, q]
-                for q in range(1, r + 1):  # S -= W D W^T (lower part; W[r, k] = 0 for k < r)
+                for q in range(r + 1):  # S -= W D W^T (lower part; W[r, k] = 0 for k < r)
                     u = 0.0
-                    for k in range(r, na):
+                    for k in range(r, ns):
                         u += Ws[t, r, k] * Ws[t, q, k] * Dg[t - 1, k]
                     S[r, q] -= u
         L = Ls[t]
-        for i in range(na):
+        for i in range(ns):
             for j in range(i):
                 u = S[i, j]
                 for k in range(j):
@@ -191,58 +210,61 @@ def _factor_n(H, g, gain, k1, a, act, th, Ls, Ws, Dg, Di, na):
             ok = u > 1e-14 * abs(S[i, i]) and u > 1e-300
             Dg[t, i] = u if ok else 1e64
             Di[t, i] = 1.0 / u if ok else 1e-64
-        for i in range(1, na):  # the state rows do not couple within a PTU
-            for j in range(1, i):
-                S[i, j] = 0.0
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _solve(H, act, Ls, Ws, Di, r, z, out):
-    """:func:`_solve_n` compiled for the number of active rows."""
-    na = 0
-    rows = np.empty(NR, dtype=np.int64)
-    for q in range(NR):
-        if act[q]:
-            rows[na] = q
-            na += 1
-    if na == 4:
-        _solve_n(H, rows, Ls, Ws, Di, r, z, out, 4)
-    elif na == 3:
-        _solve_n(H, rows, Ls, Ws, Di, r, z, out, 3)
-    elif na == 2:
-        _solve_n(H, rows, Ls, Ws, Di, r, z, out, 2)
-    else:
-        _solve_n(H, rows, Ls, Ws, Di, r, z, out, 1)
+def _solve(H, act, s0, d0i, Ls, Ws, Di, r, z, out):
+    """out = M^-1 r (r, out: (NR, H); z: (H, NR) work) with the factors of :func:`_factor`: the
+    balance rows eliminated from r, the state rows solved, the balance rows recovered. Inactive rows
+    of out are left untouched."""
+    rows, ns = _state_rows(act)
+    for p in range(ns):
+        rp = rows[p]
+        for t in range(H):
+            z[t, p] = r[rp, t] - s0[p, t] * d0i[t] * r[0, t]
+    if ns == 3:
+        _solve_n(H, Ls, Ws, Di, z, 3)
+    elif ns == 2:
+        _solve_n(H, Ls, Ws, Di, z, 2)
+    elif ns == 1:
+        _solve_n(H, Ls, Ws, Di, z, 1)
+    for t in range(H):
+        out[0, t] = r[0, t]
+    for p in range(ns):
+        rp = rows[p]
+        for t in range(H):
+            out[rp, t] = z[t, p]
+            out[0, t] -= s0[p, t] * z[t, p]
+    for t in range(H):
+        out[0, t] *= d0i[t]
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _solve_n(H, rows, Ls, Ws, Di, r, z, out, na):
-    """out = M^-1 r (r, out: (NR, H); z: (H, NR) work) with the factors of :func:`_factor`: forward
-    through the unit lower factor, scale by the inverse pivots, back through its transpose; no division.
-    Inactive rows of out are left untouched. rows: the active rows, na of them."""
-    nb.literally(na)
+def _solve_n(H, Ls, Ws, Di, z, ns):
+    """Solve the state-row system of :func:`_factor_n` in place (z: (H, NR), first ns columns): forward
+    through the unit lower factor, scale by the inverse pivots, back through its transpose; no
+    division. ns (compile-time): the number of state rows."""
+    nb.literally(ns)
     for t in range(H):
         L = Ls[t]
-        for i in range(na):
-            v = r[rows[i], t]
-            if t > 0 and i > 0:
-                for k in range(i, na):
+        for i in range(ns):
+            v = z[t, i]
+            if t > 0:
+                for k in range(i, ns):  # W[i, k] = 0 for k < i
                     v -= Ws[t, i, k] * z[t - 1, k]
             for k in range(i):
                 v -= L[i, k] * z[t, k]
             z[t, i] = v
     for t in range(H - 1, -1, -1):
         L = Ls[t]
-        for i in range(na - 1, -1, -1):
+        for i in range(ns - 1, -1, -1):
             v = z[t, i] * Di[t, i]
             if t + 1 < H:
-                for k in range(1, i + 1):  # W[k, i] = 0 for k > i
+                for k in range(i + 1):  # W[k, i] = 0 for k > i
                     v -= Ws[t + 1, k, i] * z[t + 1, k]
-            for k in range(i + 1, na):
+            for k in range(i + 1, ns):
                 v -= L[k, i] * z[t, k]
             z[t, i] = v  # the solution overwrites z (block t + 1 is done)
-        for i in range(na):
-            out[rows[i], t] = z[t, i]
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -281,14 +303,14 @@ def _step_to_boundary(rlo, rhi, nr, dx, dzl, dzu, isl, isu, izl, izu):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _direction(H, g, gain, k1, a, act, Ls, Ws, Di, rp, rt2, Ax, w, zz, dy, th, ATy2, dx, rlo, rhi, nr):
+def _direction(H, g, gain, k1, a, act, s0, d0i, Ls, Ws, Di, rp, rt2, Ax, w, zz, dy, th, ATy2, dx, rlo, rhi, nr):
     """Newton direction for the right-hand side rt: dy = M^-1 (rp + A rt), dx = Th A^T dy - rt."""
     _Ax(H, g, gain, k1, a, act, rt2, Ax)
     for r in range(NR):
         if act[r]:
             for t in range(H):
                 w[r, t] = rp[r, t] + Ax[r, t]
-    _solve(H, act, Ls, Ws, Di, w, zz, dy)
+    _solve(H, act, s0, d0i, Ls, Ws, Di, w, zz, dy)
     _ATy(H, g, gain, k1, a, act, dy, ATy2)
     rt = rt2.reshape(NV * H)
     ATy = ATy2.reshape(NV * H)
@@ -355,6 +377,10 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
     Ws = np.zeros((H, NR, NR))
     Dg = np.zeros((H, NR))
     Di = np.zeros((H, NR))
+    s0 = np.zeros((NR - 1, H))
+    d0i = np.zeros(H)
+    sd = np.zeros((NR - 1, H))
+    cc = np.zeros((NR - 1, H))
     bnorm = 1.0
     for r in range(NR):
         if act[r]:
@@ -397,9 +423,9 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
         if pinf <= tol * bnorm and dinf <= tol * cnorm and gap <= tol * cnorm:
             return it, True
         mu = gap / n2
-        _factor(H, g, gain, k1, a, act, th2, Ls, Ws, Dg, Di)
+        _factor(H, g, gain, k1, a, act, th2, s0, d0i, sd, cc, Ls, Ws, Dg, Di)
         # predictor: the affine-scaling direction
-        _direction(H, g, gain, k1, a, act, Ls, Ws, Di, rp, rt2, Ax, w, zz, dy, th, ATy2, dx, rlo, rhi, nr)
+        _direction(H, g, gain, k1, a, act, s0, d0i, Ls, Ws, Di, rp, rt2, Ax, w, zz, dy, th, ATy2, dx, rlo, rhi, nr)
         for s in range(nr):
             for k in range(rlo[s], rhi[s]):
                 d = dx[k]
@@ -421,7 +447,7 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
                 rl[k] = r_l
                 ru[k] = r_u
                 rt[k] = th[k] * (rd[k] - r_l * isl[k] + r_u * isu[k])
-        _direction(H, g, gain, k1, a, act, Ls, Ws, Di, rp, rt2, Ax, w, zz, dy, th, ATy2, dx, rlo, rhi, nr)
+        _direction(H, g, gain, k1, a, act, s0, d0i, Ls, Ws, Di, rp, rt2, Ax, w, zz, dy, th, ATy2, dx, rlo, rhi, nr)
         for s in range(nr):
             for k in range(rlo[s], rhi[s]):
                 d = dx[k]
