@@ -62,6 +62,78 @@ def _np_min(a, b):
 
 
 @numba.njit(cache=True)
+def _block_sum(a, i0, n):
+    """numpy's pairwise summation of a[i0:i0 + n] for n <= 128: sequential below 8 values, else 8
+    accumulators combined as a tree, then the remainder."""
+    if n < 8:
+        res = 0.0
+        for i in range(i0, i0 + n):
+            res += a[i]
+        return res
+    r0, r1, r2, r3 = a[i0], a[i0 + 1], a[i0 + 2], a[i0 + 3]
+    r4, r5, r6, r7 = a[i0 + 4], a[i0 + 5], a[i0 + 6], a[i0 + 7]
+    m = n - n % 8
+    for j in range(i0 + 8, i0 + m, 8):
+        r0 += a[j]
+        r1 += a[j + 1]
+        r2 += a[j + 2]
+        r3 += a[j + 3]
+        r4 += a[j + 4]
+        r5 += a[j + 5]
+        r6 += a[j + 6]
+        r7 += a[j + 7]
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for i in range(i0 + m, i0 + n):
+        res += a[i]
+    return res
+
+
+@numba.njit(cache=True)
+def _pairwise_sum(a, i0, n):
+    """numpy's pairwise summation of a[i0:i0 + n] (1-D), so the same float as its `sum`: blocks of at
+    most 128 values (:func:`_block_sum`), larger ranges split in halves rounded down to a multiple of 8
+    and the halves' sums added. The recursion runs on an explicit stack (a recursive numba function
+    cannot be cached)."""
+    if n <= 128:
+        return _block_sum(a, i0, n)
+    depth = 64  # the halving gives a depth of log2(n / 128) + 1
+    lo = np.empty(depth, dtype=np.int64)
+    size = np.empty(depth, dtype=np.int64)
+    stage = np.empty(depth, dtype=np.int64)  # 0: left half next, 1: right half next, 2: add the halves
+    vals = np.empty(depth)
+    top, nv = 0, 0
+    lo[0], size[0], stage[0] = i0, n, 0
+    while top >= 0:
+        m = size[top]
+        if m <= 128:
+            vals[nv] = _block_sum(a, lo[top], m)
+            nv += 1
+            top -= 1
+            continue
+        half = m // 2
+        half -= half % 8
+        if stage[top] == 0:
+            stage[top] = 1
+            lo[top + 1], size[top + 1], stage[top + 1] = lo[top], half, 0
+            top += 1
+        elif stage[top] == 1:
+            stage[top] = 2
+            lo[top + 1], size[top + 1], stage[top + 1] = lo[top] + half, m - half, 0
+            top += 1
+        else:
+            vals[nv - 2] = vals[nv - 2] + vals[nv - 1]
+            nv -= 1
+            top -= 1
+    return vals[0]
+
+
+@numba.njit(inline="always")
+def _np_sum(a):
+    """a.sum() of a 1-D array, bit for bit (numpy adds the pairwise sum to its identity 0.0)."""
+    return 0.0 + _pairwise_sum(a, 0, a.shape[0])
+
+
+@numba.njit(cache=True)
 def _clip_actions(a):
     """(B, n) actions → (clipped to [-1, 1], (B,) count of values outside, all finite?): one pass
     instead of several numpy calls (their fixed cost dominates at one environment)."""
@@ -173,9 +245,12 @@ def _grid_state(vm_pu, lv_bus, v_min, v_max, line_loading_pct, line_max_pct, tra
 def _accumulate_elementwise(dt, prosumer_total, prosumer, aggregator_total, aggregator, dso_total, dso, market_total, market,
                             clipped_total, clipped, comfort_total, comfort, unmet_total, unmet, losses_total, losses_kw,
                             peak_total, trafo_loading, congested_total, violated_total, overloaded, violations_total,
-                            violations, failures_total, converged):
-    """The elementwise part of `Engine._accumulate`, in place, as the numpy lines it replaces::
+                            violations, failures_total, converged, curtailed_total, curtailed, cap_cut_total, cap_cut,
+                            breach_total, breach, import_total, export_total, net):
+    """`Engine._accumulate` after an operate step, in place, as the numpy lines it replaces::
 
+        curtailed_total += curtailed.sum(axis=1) * dt  (likewise cap_cut, breach)
+        import_total += np.maximum(net, 0).sum(axis=1) * dt; export_total += np.maximum(-net, 0).sum(axis=1) * dt
         prosumer_total += prosumer; aggregator_total += aggregator; ... (dso, market, clipped, comfort, unmet)
         losses_total += losses_kw * dt
         peak_total[:] = np.maximum(peak_total, trafo_loading)
@@ -183,7 +258,17 @@ def _accumulate_elementwise(dt, prosumer_total, prosumer, aggregator_total, aggr
         violations_total += violations; failures_total += ~converged
     """
     B, P = prosumer.shape
+    row = np.empty(P)
     for b in range(B):
+        curtailed_total[b] += _np_sum(curtailed[b]) * dt
+        cap_cut_total[b] += _np_sum(cap_cut[b]) * dt
+        breach_total[b] += _np_sum(breach[b]) * dt
+        for p in range(P):
+            row[p] = _np_max(net[b, p], 0.0)
+        import_total[b] += _np_sum(row) * dt
+        for p in range(P):
+            row[p] = _np_max(-net[b, p], 0.0)
+        export_total[b] += _np_sum(row) * dt
         for p in range(P):
             prosumer_total[b, p] += prosumer[b, p]
             comfort_total[b, p] += comfort[b, p]
@@ -213,10 +298,13 @@ def _prosumer_terms(dt, net, uncapped, cap_cut, agg_import_cap, agg_export_cap, 
         energy = energy_cost_eur(net, bill_import, bill_export, dt)  # flexenv.market.settlement
         tariff_eur = np.maximum(net, 0.0) * tariff * dt
         discomfort = comfort_eur_per_kh * comfort + unmet_eur_per_kwh * unmet
+
+    and the (B,) sums over prosumers of energy, tariff_eur, discomfort and net (as numpy's `sum(axis=1)`).
     """
     B, P = net.shape
     dso_cut, q_kvar, energy = np.empty((B, P)), np.empty((B, P)), np.empty((B, P))
     tariff_eur, discomfort = np.empty((B, P)), np.empty((B, P))
+    energy_row, tariff_row, discomfort_row, net_row = np.empty(B), np.empty(B), np.empty(B), np.empty(B)
     for b in range(B):
         for p in range(P):
             u, cap = uncapped[b, p], dso_cap[b, p]
@@ -228,7 +316,11 @@ def _prosumer_terms(dt, net, uncapped, cap_cut, agg_import_cap, agg_export_cap, 
             energy[b, p] = dt * (_np_max(n, 0.0) * bill_import[b, p] - _np_max(-n, 0.0) * bill_export[b, p])
             tariff_eur[b, p] = _np_max(n, 0.0) * tariff[b, p] * dt
             discomfort[b, p] = comfort_eur_per_kh * comfort[b, p] + unmet_eur_per_kwh * unmet[b, p]
-    return dso_cut, q_kvar, energy, tariff_eur, discomfort
+        energy_row[b] = _np_sum(energy[b])
+        tariff_row[b] = _np_sum(tariff_eur[b])
+        discomfort_row[b] = _np_sum(discomfort[b])
+        net_row[b] = _np_sum(net[b])
+    return dso_cut, q_kvar, energy, tariff_eur, discomfort, energy_row, tariff_row, discomfort_row, net_row
 
 
 @numba.njit(cache=True)
@@ -517,6 +609,7 @@ class Engine:
         self.v_pu = None
         self.k = 0
         self.last_net_kw = np.zeros((B, P))
+        self.last_net_row_kw = np.zeros(B)  # its sum over prosumers
         self.last_vm_pu = np.ones((B, self.feeder.n_bus))
         self.last_line_loading = np.zeros((B, self.feeder.n_line))
         self.last_trafo_loading = np.zeros(B)
@@ -884,11 +977,11 @@ class Engine:
         s = self.signals
         prefs = self.scenario.preferences
         tariff = self.dso_tariff_zone[:, :, t][:, self.zone_of_prosumer] if self.dso_link.kind == "tariff" else self._no_tariff
-        dso_cut, q_kvar, energy, tariff_eur, discomfort = _prosumer_terms(
+        dso_cut, q_kvar, energy, tariff_eur, discomfort, energy_row, tariff_row, discomfort_row, net_row = _prosumer_terms(
             dt, net, uncapped, cap_cut, aggregator_import_cap, aggregator_export_cap, self.dso_cap_kw, self._tan_phi,
             self.load_kw[:, :, g], power, s.bill_import[:, :, t], s.bill_export[:, :, t], tariff,
             float(prefs.comfort_penalty_eur_per_kh), comfort, float(prefs.ev_unmet_penalty_eur_per_kwh), unmet)
-        self.last_net_kw = net
+        self.last_net_kw, self.last_net_row_kw = net, net_row
 
         # ---- grid
         result = powerflow.solve(self.feeder, self.to_buses(net), self.to_buses(q_kvar), v_init=self.v_pu, warn=False)
@@ -903,7 +996,7 @@ class Engine:
         self.last_trafo_loading = result.trafo_loading_pct[:, 0]
 
         # ---- money (DESIGN.md §4): what the contracts and markets say
-        ledger.pay("retail_energy", "prosumer", "aggregator", energy)
+        ledger.pay("retail_energy", "prosumer", "aggregator", energy, energy_row)
         cfg = self.scenario.links.prosumer
         fee_per_kw_month = getattr(cfg, "management_fee_eur_per_kw_month", 0.0)
         kind = "none" if self.nocontrol else link.kind
@@ -922,13 +1015,13 @@ class Engine:
             ledger.pay("intraday_change_fee", "aggregator", "prosumer", cfg.intraday_change_fee_eur_per_kwh * intraday_fee_kw * dt)
         if kind == "iterative":
             planned = self.plan_net_kw[:, :, t]
-            aggregate_dev = np.abs(net.sum(axis=1) - planned.sum(axis=1))
+            aggregate_dev = np.abs(net_row - planned.sum(axis=1))
             band = cfg.tolerance_band_pct / 100.0 * np.abs(planned.sum(axis=1))
             outside = (aggregate_dev > band)[:, None]
             ledger.pay("deviation_penalty", "prosumer", "aggregator",
                        np.where(outside, cfg.deviation_penalty_eur_per_kwh * np.abs(net - planned) * dt, 0.0))
         if self.dso_link.kind == "tariff":
-            ledger.pay("dso_tariff", "aggregator", "dso", tariff_eur.sum(axis=1))
+            ledger.pay("dso_tariff", "aggregator", "dso", tariff_row)
         if self.dso_link.kind == "isolated":
             compensation = self.scenario.links.dso.curtailment_compensation_eur_per_kwh
             ledger.pay("dso_compensation", "dso", "prosumer", compensation * dso_cut * dt)
@@ -937,11 +1030,11 @@ class Engine:
                    dcfg.voltage_violation_penalty_eur * voltage_violations + dcfg.overload_penalty_eur * overloaded)
         position = self.position_kw[:, t]
         ledger.pay("day_ahead", "aggregator", "market", position * self.day_ahead[:, g] * dt)
-        deviation = net.sum(axis=1) - position
+        deviation = net_row - position
         ledger.pay("imbalance", "aggregator", "market",
                    imbalance_cost_eur(deviation, self.imbalance_short[:, g], self.imbalance_long[:, g], dt))
 
-        self._step_discomfort_eur = discomfort.sum(axis=1)
+        self._step_discomfort_eur = discomfort_row
         self.totals["discomfort_eur"] += self._step_discomfort_eur
         if kind == "gateway":  # the contract's violation fee replaces it in the reward
             discomfort = np.zeros((B, P))
@@ -973,21 +1066,15 @@ class Engine:
             t["market_money_eur"] += ledger.market
             t["clipped_actions"] += self._clipped
             return
-        dt = self.dt_h
-        # sums over prosumers stay numpy's (its pairwise summation); the elementwise rest in one pass
-        t["pv_curtailed_kwh"] += kpis["pv_curtailed_kw"].sum(axis=1) * dt
-        t["cap_cut_kwh"] += kpis["cap_cut_kw"].sum(axis=1) * dt
-        t["cap_breach_kwh"] += kpis["cap_breach_kw"].sum(axis=1) * dt
-        net = kpis["net_kw"]
-        t["import_kwh"] += np.maximum(net, 0).sum(axis=1) * dt
-        t["export_kwh"] += np.maximum(-net, 0).sum(axis=1) * dt
         _accumulate_elementwise(
-            dt, t["prosumer_money_eur"], ledger.prosumer, t["aggregator_money_eur"], ledger.aggregator, t["dso_money_eur"],
+            self.dt_h, t["prosumer_money_eur"], ledger.prosumer, t["aggregator_money_eur"], ledger.aggregator, t["dso_money_eur"],
             ledger.dso, t["market_money_eur"], ledger.market, t["clipped_actions"], self._clipped,
             t["comfort_violation_kh"], kpis["comfort_violation_kh"], t["ev_unmet_kwh"], kpis["ev_unmet_kwh"],
             t["losses_kwh"], kpis["losses_kw"], t["peak_trafo_loading_pct"], kpis["trafo_loading_pct"],
             t["congested_ptus"], t["violated_ptus"], kpis["overloaded"], t["voltage_violations"], kpis["voltage_violations"],
-            t["powerflow_failures"], kpis["powerflow_converged"])
+            t["powerflow_failures"], kpis["powerflow_converged"], t["pv_curtailed_kwh"], kpis["pv_curtailed_kw"],
+            t["cap_cut_kwh"], kpis["cap_cut_kw"], t["cap_breach_kwh"], kpis["cap_breach_kw"], t["import_kwh"], t["export_kwh"],
+            kpis["net_kw"])
 
     # ------------------------------------------------------------------------------ observation
     def observe(self) -> dict[str, np.ndarray]:
@@ -1029,7 +1116,7 @@ class Engine:
         vec = buf["aggregator"]
         g_last = max(g - 1, 0)
         last = at["last"]
-        vec[:, last] = self.last_net_kw.sum(axis=1) / (POSITION_SCALE_KW_PER_PROSUMER * P)
+        vec[:, last] = self.last_net_row_kw / (POSITION_SCALE_KW_PER_PROSUMER * P)
         vec[:, last + 1] = self.imbalance_short[:, g_last]
         vec[:, last + 2] = self.imbalance_long[:, g_last]
         vec[:, at["aggregator_light"]] = light

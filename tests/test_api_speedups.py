@@ -167,8 +167,9 @@ def test_prosumer_terms_match_numpy():
     from flexenv.market.settlement import energy_cost_eur
 
     rng = np.random.default_rng(6)
-    B, P, dt = 2, 8, 0.25
-    for _ in range(50):
+    B, dt = 2, 0.25
+    for i in range(50):
+        P = (3, 8, 10, 40, 130)[i % 5]  # the sums over prosumers: below, within and above numpy's blocks
         net, uncapped, cap_cut = _random(rng, (B, P), 5), _random(rng, (B, P), 5), np.abs(_random(rng, (B, P), 2))
         imp_cap, exp_cap, dso_cap = (np.abs(_random(rng, (B, P), 5)) for _ in range(3))
         tan_phi, load, power = rng.uniform(0, 0.5, P), _random(rng, (B, P), 2), _random(rng, (B, P, 5), 3)
@@ -181,22 +182,46 @@ def test_prosumer_terms_match_numpy():
                                  + np.maximum(np.minimum(-uncapped, exp_cap) - dso_cap, 0.0), cap_cut)
             ref = (dso_cut, tan_phi * (load + power[..., 2] + power[..., 4]), energy_cost_eur(net, bill_i, bill_e, dt),
                    np.maximum(net, 0.0) * tariff * dt, 0.5 * comfort + 1.5 * unmet)
+            ref = ref + (ref[2].sum(axis=1), ref[3].sum(axis=1), ref[4].sum(axis=1), net.sum(axis=1))
+        assert len(got) == len(ref)
         for x, y in zip(got, ref):
-            assert np.array_equal(x, y, equal_nan=True) and np.array_equal(np.signbit(x), np.signbit(y))
+            # the same floats and signed zeros; a NaN's sign bit depends on numpy's SIMD path, not checked
+            number = ~np.isnan(y)
+            assert np.array_equal(x, y, equal_nan=True) and np.array_equal(np.signbit(x)[number], np.signbit(y)[number])
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 8, 9, 15, 16, 17, 40, 127, 128, 129, 130, 255, 256, 257, 300, 1000, 1234])
+def test_pairwise_sum_is_numpy_sum(n):
+    rng = np.random.default_rng(n)
+    for _ in range(20):
+        x = rng.normal(size=n) * 10.0 ** rng.uniform(-6, 6, n)  # magnitudes apart: the order of additions shows
+        assert eng._np_sum(x) == x.sum() and np.signbit(eng._np_sum(x)) == np.signbit(x.sum())
+    for special in (np.full(n, -0.0), _random(rng, (n,))):
+        with np.errstate(invalid="ignore"):
+            ref = special.sum()
+        got = eng._np_sum(special)
+        assert (np.isnan(got) and np.isnan(ref)) or (got == ref and np.signbit(got) == np.signbit(ref))
 
 
 def test_accumulate_elementwise_matches_numpy():
     rng = np.random.default_rng(7)
     B, P, dt = 3, 5, 0.25
-    totals = [_random(rng, (B, P)) if i < 3 else _random(rng, (B,)) for i in range(12)]
+    totals = [_random(rng, (B, P)) if i < 3 else _random(rng, (B,)) for i in range(17)]
     ref = [x.copy() for x in totals]
-    prosumer, comfort, unmet = (_random(rng, (B, P)) for _ in range(3))
+    prosumer, comfort, unmet, curtailed, cap_cut, breach, net = (_random(rng, (B, P)) for _ in range(7))
     agg, dso, market, clipped, losses, trafo = (_random(rng, (B,)) for _ in range(6))
     overloaded, converged = rng.random(B) < 0.5, rng.random(B) < 0.5
     violations = rng.integers(0, 3, B)
     eng._accumulate_elementwise(dt, totals[0], prosumer, totals[3], agg, totals[4], dso, totals[5], market, totals[6], clipped,
                                 totals[1], comfort, totals[2], unmet, totals[7], losses, totals[8], trafo, totals[9],
-                                totals[10], overloaded, totals[11], violations, totals[6], converged)
+                                totals[10], overloaded, totals[11], violations, totals[6], converged, totals[12], curtailed,
+                                totals[13], cap_cut, totals[14], breach, totals[15], totals[16], net)
+    with np.errstate(invalid="ignore"):  # inf - inf among the special values
+        ref[12] += curtailed.sum(axis=1) * dt
+        ref[13] += cap_cut.sum(axis=1) * dt
+        ref[14] += breach.sum(axis=1) * dt
+        ref[15] += np.maximum(net, 0).sum(axis=1) * dt
+        ref[16] += np.maximum(-net, 0).sum(axis=1) * dt
     ref[0] += prosumer
     ref[1] += comfort
     ref[2] += unmet

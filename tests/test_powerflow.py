@@ -218,6 +218,12 @@ def test_bad_input_raises_clear_errors():
         powerflow.solve(feeder, p, p, v_init=np.ones(n - 1))
     with pytest.raises(ValueError, match="v_init"):
         powerflow.solve(feeder, p, p, v_init=np.full(n, np.nan))
+    with pytest.raises(ValueError, match="v_init"):
+        powerflow.solve(feeder, p, p, v_init=np.zeros(n))
+    big = np.ones((powerflow.CHUNK + 1, n), dtype=complex)
+    big[-1, 3] = np.inf
+    with pytest.raises(ValueError, match="v_init"):  # the parallel kernel checks it as well
+        powerflow.solve(feeder, np.zeros(big.shape), np.zeros(big.shape), v_init=big)
 
 
 def test_import_does_not_pull_in_pandapower():

@@ -67,7 +67,10 @@ def decode_setpoints(action: np.ndarray, scale: dict, pv_avail_kw: np.ndarray) -
     a = np.asarray(action, dtype=np.float64)
     P = a.shape[-2]
     flat = np.ascontiguousarray(a).reshape(-1, P, len(DEVICE_ORDER))
-    pv = np.ascontiguousarray(np.broadcast_to(pv_avail_kw, a.shape[:-1]), dtype=np.float64).reshape(-1, P)
+    pv = pv_avail_kw
+    if type(pv) is not np.ndarray or pv.shape != a.shape[:-1] or pv.dtype != np.float64:  # else as given (the engine's)
+        pv = np.ascontiguousarray(np.broadcast_to(pv_avail_kw, a.shape[:-1]), dtype=np.float64)
+    pv = pv.reshape(-1, P)
     params = [_per_prosumer(scale[k], P) for k in ("battery_charge_kw", "battery_discharge_kw", "ev_kw", "heat_pump_kw")]
     return _decode_kernel(flat, pv, *params).reshape(a.shape)
 
