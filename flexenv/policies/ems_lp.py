@@ -268,37 +268,145 @@ def _solve_n(H, Ls, Ws, Di, z, ns):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _ranges(H, act):
-    """Flat index ranges [lo, hi) of the variables of the present devices in the (NV, H) layout."""
+def _ranges(H, act, lo, hi):
+    """Flat index ranges [lo, hi) in the (NV, H) layout that hold every free variable (hi - lo > 1e-12)
+    of the present devices: per variable row, from its first to its last free PTU (so the rows of an
+    absent cap, of PV at night and of the EV outside its window cost nothing); adjacent ranges merged.
+    A variable outside the ranges stays at its lower bound with zero scaling, direction and duals."""
     # unsigned: numba then skips its negative-index wrap-around, and the loops over them vectorise
-    rlo = np.empty(4, dtype=np.uint64)
-    rhi = np.empty(4, dtype=np.uint64)
+    rlo = np.empty(NV, dtype=np.uint64)
+    rhi = np.empty(NV, dtype=np.uint64)
     nr = 0
     for d in range(4):
         if d == 3 or act[d + 1]:
             j0 = DEVICE_VARS[d][0] if d < 3 else PV
             j1 = DEVICE_VARS[d][1] if d < 3 else NV
-            if nr > 0 and rhi[nr - 1] == j0 * H:  # adjacent: one longer loop
-                rhi[nr - 1] = j1 * H
-            else:
-                rlo[nr] = j0 * H
-                rhi[nr] = j1 * H
-                nr += 1
+            for j in range(j0, j1):
+                t0 = H
+                t1 = 0
+                for t in range(H):
+                    if hi[j, t] - lo[j, t] > 1e-12:
+                        t0 = min(t0, t)
+                        t1 = t + 1
+                if t1 == 0:
+                    continue
+                k0 = j * H + t0
+                if nr > 0 and rhi[nr - 1] == k0:  # adjacent: one longer loop
+                    rhi[nr - 1] = j * H + t1
+                else:
+                    rlo[nr] = k0
+                    rhi[nr] = j * H + t1
+                    nr += 1
     return rlo, rhi, nr
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _step_to_boundary(rlo, rhi, nr, dx, dzl, dzu, isl, isu, izl, izu):
-    """Largest primal and dual step lengths (each <= 1) that keep every slack and bound dual >= 0, found
-    through their inverses max(-dx/sl, dx/su) and max(-dz/z): products with the stored inverse slacks
-    and duals, no division or branch per variable (fixed variables have 0 inverses)."""
+def _update_and_scale(rlo, rhi, nr, ap, ad, xf, zl, zu, dx, dzl, dzu, lf, uf, cf, mask, ATy, isl, isu, izl, izu, th, rt,
+                      rd, gk):
+    """Take the step of the last iteration (ap, ad; 0 before the first), then compute the new iterate's
+    inverse slacks and bound duals, scaling th, dual residual rd, affine right-hand side rt and
+    complementarity terms gk; returns the dual infeasibility and the
+    complementarity gap. Fixed variables inside the ranges have mask 0, which zeroes their inverses,
+    scaling and residual without a branch."""
+    for s in range(nr):  # separate loops with few arrays each: each of them vectorises
+        for k in range(rlo[s], rhi[s]):
+            xf[k] += ap * dx[k]
+            zl[k] += ad * dzl[k]
+            zu[k] += ad * dzu[k]
+    for s in range(nr):
+        for k in range(rlo[s], rhi[s]):
+            x_k = xf[k]
+            z_l = zl[k]
+            z_u = zu[k]
+            m = mask[k]
+            s_l = x_k - lf[k] + (1.0 - m)  # 1 for fixed variables (their duals are 0)
+            s_u = uf[k] - x_k + (1.0 - m)
+            # one division gives the inverse slacks, the inverse duals and th = 1 / (zl / sl + zu / su):
+            # with A = sl su, B = zl su + zu sl, Z = zl zu and r = 1 / (A B Z), 1 / sl = su B Z r,
+            # 1 / zl = zu A B r and th = A / B = A^2 Z r (divisions bound this loop)
+            A = s_l * s_u
+            B = z_l * s_u + z_u * s_l
+            Z = z_l * z_u
+            r = m / (A * B * Z + (1.0 - m))
+            BZr = B * Z * r
+            ABr = A * B * r
+            isl[k] = s_u * BZr
+            isu[k] = s_l * BZr
+            izl[k] = z_u * ABr
+            izu[k] = z_l * ABr
+            t_k = A * A * Z * r
+            r_d = m * (cf[k] - ATy[k] - z_l + z_u)
+            rd[k] = r_d
+            th[k] = t_k
+            rt[k] = t_k * (r_d + z_l - z_u)  # affine-scaling right-hand side (complementarity -> 0)
+            gk[k] = s_l * z_l + s_u * z_u
+    dinf = 0.0
+    gap = 0.0
+    for s in range(nr):  # the reductions apart, so the loops above vectorise
+        for k in range(rlo[s], rhi[s]):
+            dinf = max(dinf, abs(rd[k]))
+            gap += gk[k]
+    return dinf, gap
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _predictor_step(rlo, rhi, nr, dx, zl, zu, isl, isu):
+    """Step lengths of the affine direction dx, and two sums that give the complementarity after the
+    step without another pass. With dzl = -zl (1 + dx / sl) and dzu = zu (dx / su - 1) the inverse
+    primal and dual steps are max(-dx / sl, dx / su) and max(1 + dx / sl, 1 - dx / su);
+    s1 = sum dx (zl - zu) and s4 = sum dx^2 (zl / sl + zu / su)."""
+    inv_p = 1.0
+    inv_d = 1.0
+    s1 = 0.0
+    s4 = 0.0
+    for s in range(nr):
+        for k in range(rlo[s], rhi[s]):
+            d = dx[k]
+            a_l = d * isl[k]
+            a_u = d * isu[k]
+            inv_p = max(inv_p, -a_l, a_u)
+            inv_d = max(inv_d, 1.0 + a_l, 1.0 - a_u)
+            s1 += d * (zl[k] - zu[k])
+            s4 += d * (zl[k] * a_l + zu[k] * a_u)
+    return 1.0 / inv_p, 1.0 / inv_d, s1, s4
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _corrector_rhs(rlo, rhi, nr, smu, dx, xf, lf, uf, mask, zl, zu, isl, isu, th, rd, rl, ru, rt):
+    """Right-hand side of the corrector: the complementarity residuals rl, ru with the centring term
+    smu and the second-order term of the affine direction dx, and rt for :func:`_direction`."""
+    for s in range(nr):
+        for k in range(rlo[s], rhi[s]):
+            d = dx[k]
+            m = mask[k]
+            s_l = xf[k] - lf[k] + (1.0 - m)
+            s_u = uf[k] - xf[k] + (1.0 - m)
+            dz_l = -zl[k] * (1.0 + d * isl[k])
+            dz_u = zu[k] * (d * isu[k] - 1.0)
+            r_l = smu - s_l * zl[k] - d * dz_l
+            r_u = smu - s_u * zu[k] + d * dz_u
+            rl[k] = r_l
+            ru[k] = r_u
+            rt[k] = th[k] * (rd[k] - r_l * isl[k] + r_u * isu[k])
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _corrector_step(rlo, rhi, nr, dx, rl, ru, zl, zu, isl, isu, izl, izu, dzl, dzu):
+    """Bound-dual directions dzl, dzu of the corrector direction dx, and the largest primal and dual
+    step lengths (each <= 1) that keep every slack and bound dual >= 0, through their inverses
+    max(-dx / sl, dx / su) and max(-dzl / zl, -dzu / zu): products with the stored inverse slacks and
+    duals, no division or branch per variable (fixed variables have 0 inverses)."""
     inv_p = 1.0
     inv_d = 1.0
     for s in range(nr):
         for k in range(rlo[s], rhi[s]):
             d = dx[k]
+            dz_l = (rl[k] - zl[k] * d) * isl[k]
+            dz_u = (ru[k] + zu[k] * d) * isu[k]
+            dzl[k] = dz_l
+            dzu[k] = dz_u
             inv_p = max(inv_p, -d * isl[k], d * isu[k])
-            inv_d = max(inv_d, -dzl[k] * izl[k], -dzu[k] * izu[k])
+            inv_d = max(inv_d, -dz_l * izl[k], -dz_u * izu[k])
     return 1.0 / inv_p, 1.0 / inv_d
 
 
@@ -324,15 +432,20 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
     """Mehrotra predictor-corrector for min c.x s.t. A x = b (active rows), lo <= x <= hi, with A given
     by (g, gain, k1, a, act) as in :func:`_Ax`; x, c, lo, hi (NV, H), b, y (NR, H). Writes the primal x
     and the row duals y (0 in inactive rows); returns (iterations, converged). The variables of an
-    absent device (its row inactive) must be fixed (lo = hi); the loops skip them. Other variables with
-    hi - lo <= 1e-12 are fixed at lo too: their mask is 0, which zeroes their scaling, inverse slacks
-    and bound duals, so the loops need no branches."""
+    absent device (its row inactive) must be fixed (lo = hi). Other variables with hi - lo <= 1e-12
+    are fixed at lo too: the loops skip them where a stretch of a variable row is fixed
+    (:func:`_ranges`), and elsewhere their mask is 0.
+
+    An iteration makes four passes over the variables: the last iteration's step fused with the new
+    scaling, the predictor's step lengths, the corrector's right-hand side and the corrector's step
+    lengths (plus one per Newton direction). The complementarity after the predictor step comes from
+    sums of the predictor pass rather than from a pass of its own."""
     n = NV * H
     xf = x.reshape(n)
     lf = lo.reshape(n)
     uf = hi.reshape(n)
     cf = c.reshape(n)
-    rlo, rhi, nr = _ranges(H, act)
+    rlo, rhi, nr = _ranges(H, act, lo, hi)
     th2 = np.zeros((NV, H))
     th = th2.reshape(n)
     rt2 = np.zeros((NV, H))
@@ -342,16 +455,16 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
     mask = np.zeros(n)
     zl = np.zeros(n)
     zu = np.zeros(n)
-    sl = np.ones(n)
-    su = np.ones(n)
     isl = np.zeros(n)
     isu = np.zeros(n)
     izl = np.zeros(n)
     izu = np.zeros(n)
     rd = np.zeros(n)
+    gk = np.zeros(n)
     rl = np.zeros(n)
     ru = np.zeros(n)
-    dx = np.zeros(n)
+    dxa = np.zeros(n)  # the predictor's direction
+    dx = np.zeros(n)  # the corrector's (the step taken)
     dzl = np.zeros(n)
     dzu = np.zeros(n)
     nfree = 0
@@ -387,84 +500,42 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
             for t in range(H):
                 bnorm = max(bnorm, abs(b[r, t]))
     n2 = 2.0 * max(nfree, 1)
-    for it in range(max_iter):
-        _Ax(H, g, gain, k1, a, act, x, Ax)
+    ap = 0.0  # the last iteration's step lengths, taken at the start of the next one
+    ad = 0.0
+    for it in range(max_iter + 1):
+        for r in range(NR):
+            if act[r]:
+                for t in range(H):
+                    y[r, t] += ad * dy[r, t]
         _ATy(H, g, gain, k1, a, act, y, ATy2)
+        dinf, gap = _update_and_scale(rlo, rhi, nr, ap, ad, xf, zl, zu, dx, dzl, dzu, lf, uf, cf, mask, ATy,
+                                      isl, isu, izl, izu, th, rt, rd, gk)
+        _Ax(H, g, gain, k1, a, act, x, Ax)
         pinf = 0.0
         for r in range(NR):
             if act[r]:
                 for t in range(H):
                     rp[r, t] = b[r, t] - Ax[r, t]
                     pinf = max(pinf, abs(rp[r, t]))
-        for s in range(nr):
-            for k in range(rlo[s], rhi[s]):
-                m = mask[k]
-                s_l = xf[k] - lf[k] + (1.0 - m)  # 1 for fixed variables (their duals are 0)
-                s_u = uf[k] - xf[k] + (1.0 - m)
-                q = m / (s_l * s_u)  # one division gives both inverse slacks
-                isl[k] = s_u * q
-                isu[k] = s_l * q
-                p = m / (zl[k] * zu[k] + (1.0 - m))
-                izl[k] = zu[k] * p
-                izu[k] = zl[k] * p
-                sl[k] = s_l
-                su[k] = s_u
-                r_d = m * (cf[k] - ATy[k] - zl[k] + zu[k])
-                rd[k] = r_d
-                t_k = m / (zl[k] * isl[k] + zu[k] * isu[k] + (1.0 - m))
-                th[k] = t_k
-                rt[k] = t_k * (r_d + zl[k] - zu[k])  # affine-scaling right-hand side (complementarity -> 0)
-        dinf = 0.0
-        gap = 0.0
-        for s in range(nr):  # the reductions apart, so the loop above vectorises
-            for k in range(rlo[s], rhi[s]):
-                dinf = max(dinf, abs(rd[k]))
-                gap += sl[k] * zl[k] + su[k] * zu[k]
         if pinf <= tol * bnorm and dinf <= tol * cnorm and gap <= tol * cnorm:
             return it, True
+        if it == max_iter:
+            break
         mu = gap / n2
         _factor(H, g, gain, k1, a, act, th2, s0, d0i, sd, cc, Ls, Ws, Dg, Di)
         # predictor: the affine-scaling direction
-        _direction(H, g, gain, k1, a, act, s0, d0i, Ls, Ws, Di, rp, rt2, Ax, w, zz, dy, th, ATy2, dx, rlo, rhi, nr)
-        for s in range(nr):
-            for k in range(rlo[s], rhi[s]):
-                d = dx[k]
-                dzl[k] = -zl[k] * (1.0 + d * isl[k])
-                dzu[k] = zu[k] * (d * isu[k] - 1.0)
-        ap, ad = _step_to_boundary(rlo, rhi, nr, dx, dzl, dzu, isl, isu, izl, izu)
-        ga = 0.0
-        for s in range(nr):
-            for k in range(rlo[s], rhi[s]):
-                ga += (sl[k] + ap * dx[k]) * (zl[k] + ad * dzl[k]) + (su[k] - ap * dx[k]) * (zu[k] + ad * dzu[k])
+        _direction(H, g, gain, k1, a, act, s0, d0i, Ls, Ws, Di, rp, rt2, Ax, w, zz, dy, th, ATy2, dxa, rlo, rhi, nr)
+        ap, ad, s1, s4 = _predictor_step(rlo, rhi, nr, dxa, zl, zu, isl, isu)
+        # complementarity after that step, sum (sl + ap dx)(zl + ad dzl) + (su - ap dx)(zu + ad dzu),
+        # expanded with the identities of _predictor_step
+        ga = gap * (1.0 - ad) + s1 * (ap - ad - ap * ad) - ap * ad * s4
         sigma = (max(ga, 0.0) / n2 / mu) ** 3 if mu > 0.0 else 0.0
         # corrector: centring + second-order correction
-        smu = sigma * mu
-        for s in range(nr):
-            for k in range(rlo[s], rhi[s]):
-                d = dx[k]
-                r_l = smu - sl[k] * zl[k] - d * dzl[k]
-                r_u = smu - su[k] * zu[k] + d * dzu[k]
-                rl[k] = r_l
-                ru[k] = r_u
-                rt[k] = th[k] * (rd[k] - r_l * isl[k] + r_u * isu[k])
+        _corrector_rhs(rlo, rhi, nr, sigma * mu, dxa, xf, lf, uf, mask, zl, zu, isl, isu, th, rd, rl, ru, rt)
         _direction(H, g, gain, k1, a, act, s0, d0i, Ls, Ws, Di, rp, rt2, Ax, w, zz, dy, th, ATy2, dx, rlo, rhi, nr)
-        for s in range(nr):
-            for k in range(rlo[s], rhi[s]):
-                d = dx[k]
-                dzl[k] = (rl[k] - zl[k] * d) * isl[k]
-                dzu[k] = (ru[k] + zu[k] * d) * isu[k]
-        ap, ad = _step_to_boundary(rlo, rhi, nr, dx, dzl, dzu, isl, isu, izl, izu)
+        ap, ad = _corrector_step(rlo, rhi, nr, dx, rl, ru, zl, zu, isl, isu, izl, izu, dzl, dzu)
         ap = min(1.0, STEP_FRACTION * ap)
         ad = min(1.0, STEP_FRACTION * ad)
-        for s in range(nr):
-            for k in range(rlo[s], rhi[s]):
-                xf[k] += ap * dx[k]
-                zl[k] += ad * dzl[k]
-                zu[k] += ad * dzu[k]
-        for r in range(NR):
-            if act[r]:
-                for t in range(H):
-                    y[r, t] += ad * dy[r, t]
     return max_iter, False
 
 
