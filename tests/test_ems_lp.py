@@ -106,3 +106,20 @@ def test_last_ptus_of_the_day_match_the_milp(t0):
 def test_lp_plan_reports_no_coarsening():
     pb = ems.random_problem(np.random.default_rng(2), 8, 15, "tou", True)
     assert np.all(ems.plan(pb, LP).value_function_coarsened == 0)
+
+
+def test_stalled_lp_keeps_its_last_finite_iterate():
+    # two prosumer-days of the speed benchmark's set whose LP stalls near its optimum (the duals of a
+    # degenerate EV row grow without bound) until the normal equations break down: the solver stops
+    # with its last finite iterate, which is the MILP optimum, instead of a NaN plan
+    rng = np.random.default_rng(1)
+    probs = [ems.random_problem(rng, 500, 15, kind, caps) for kind in ems.PRICE_KINDS for caps in (False, True)][:5]
+    pb = ems.select(probs[4], [425, 431])
+    pr = ems.prepare(pb)
+    *_, stats = ems._lp_plan_kernel(*ems._lp_kernel_args(pr, LP))
+    assert np.all(stats[:, 2] == 1) and np.all(stats[:, 1] < ems.LP_MAX_ITERATIONS)  # stopped early
+    out = ems.execute_plan(pb, ems.plan(pb, LP))
+    assert np.all(np.isfinite(out.objective_eur))
+    for i in range(2):
+        r = milp.solve(ems.select(pb, slice(i, i + 1)))
+        assert abs(out.objective_eur[i] - r.objective_eur[0]) <= 1e-4 * abs(r.objective_eur[0]) + 1e-4

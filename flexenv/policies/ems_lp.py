@@ -395,9 +395,11 @@ def _corrector_step(rlo, rhi, nr, dx, rl, ru, zl, zu, isl, isu, izl, izu, dzl, d
     """Bound-dual directions dzl, dzu of the corrector direction dx, and the largest primal and dual
     step lengths (each <= 1) that keep every slack and bound dual >= 0, through their inverses
     max(-dx / sl, dx / su) and max(-dzl / zl, -dzu / zu): products with the stored inverse slacks and
-    duals, no division or branch per variable (fixed variables have 0 inverses)."""
+    duals, no division or branch per variable (fixed variables have 0 inverses). Also returns whether
+    the directions are finite (the maxima would hide a NaN)."""
     inv_p = 1.0
     inv_d = 1.0
+    total = 0.0
     for s in range(nr):
         for k in range(rlo[s], rhi[s]):
             d = dx[k]
@@ -407,7 +409,8 @@ def _corrector_step(rlo, rhi, nr, dx, rl, ru, zl, zu, isl, isu, izl, izu, dzl, d
             dzu[k] = dz_u
             inv_p = max(inv_p, -d * isl[k], d * isu[k])
             inv_d = max(inv_d, -dz_l * izl[k], -dz_u * izu[k])
-    return 1.0 / inv_p, 1.0 / inv_d
+            total += d + dz_l + dz_u
+    return 1.0 / inv_p, 1.0 / inv_d, np.isfinite(total)
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -533,7 +536,9 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
         # corrector: centring + second-order correction
         _corrector_rhs(rlo, rhi, nr, sigma * mu, dxa, xf, lf, uf, mask, zl, zu, isl, isu, th, rd, rl, ru, rt)
         _direction(H, g, gain, k1, a, act, s0, d0i, Ls, Ws, Di, rp, rt2, Ax, w, zz, dy, th, ATy2, dx, rlo, rhi, nr)
-        ap, ad = _corrector_step(rlo, rhi, nr, dx, rl, ru, zl, zu, isl, isu, izl, izu, dzl, dzu)
+        ap, ad, finite = _corrector_step(rlo, rhi, nr, dx, rl, ru, zl, zu, isl, isu, izl, izu, dzl, dzu)
+        if not finite:  # the normal equations broke down (a stalled, degenerate LP): keep this iterate
+            return it, False
         ap = min(1.0, STEP_FRACTION * ap)
         ad = min(1.0, STEP_FRACTION * ad)
     return max_iter, False
