@@ -397,16 +397,19 @@ def _corrector_step(rlo, rhi, nr, dx, rl, ru, zl, zu, isl, isu, izl, izu, dzl, d
     max(-dx / sl, dx / su) and max(-dzl / zl, -dzu / zu): products with the stored inverse slacks and
     duals, no division or branch per variable (fixed variables have 0 inverses). Also returns whether
     the directions are finite (the maxima would hide a NaN)."""
-    inv_p = 1.0
-    inv_d = 1.0
-    total = 0.0
     for s in range(nr):
         for k in range(rlo[s], rhi[s]):
             d = dx[k]
-            dz_l = (rl[k] - zl[k] * d) * isl[k]
-            dz_u = (ru[k] + zu[k] * d) * isu[k]
-            dzl[k] = dz_l
-            dzu[k] = dz_u
+            dzl[k] = (rl[k] - zl[k] * d) * isl[k]
+            dzu[k] = (ru[k] + zu[k] * d) * isu[k]
+    inv_p = 1.0
+    inv_d = 1.0
+    total = 0.0
+    for s in range(nr):  # the reductions apart, so the loop above vectorises
+        for k in range(rlo[s], rhi[s]):
+            d = dx[k]
+            dz_l = dzl[k]
+            dz_u = dzu[k]
             inv_p = max(inv_p, -d * isl[k], d * isu[k])
             inv_d = max(inv_d, -dz_l * izl[k], -dz_u * izu[k])
             total += d + dz_l + dz_u
