@@ -305,9 +305,9 @@ def _update_and_scale(rlo, rhi, nr, ap, ad, xf, zl, zu, dx, dzl, dzu, lf, uf, cf
                       rd, gk):
     """Take the step of the last iteration (ap, ad; 0 before the first), then compute the new iterate's
     inverse slacks and bound duals, scaling th, dual residual rd, affine right-hand side rt and
-    complementarity terms gk; returns the dual infeasibility and the
-    complementarity gap. Fixed variables inside the ranges have mask 0, which zeroes their inverses,
-    scaling and residual without a branch."""
+    complementarity terms gk; returns the dual infeasibility and the complementarity gap. Fixed
+    variables inside the ranges have mask 0, which zeroes their inverses, scaling and residual
+    without a branch."""
     for s in range(nr):  # separate loops with few arrays each: each of them vectorises
         for k in range(rlo[s], rhi[s]):
             xf[k] += ap * dx[k]
@@ -442,10 +442,10 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
     are fixed at lo too: the loops skip them where a stretch of a variable row is fixed
     (:func:`_ranges`), and elsewhere their mask is 0.
 
-    An iteration makes four passes over the variables: the last iteration's step fused with the new
-    scaling, the predictor's step lengths, the corrector's right-hand side and the corrector's step
-    lengths (plus one per Newton direction). The complementarity after the predictor step comes from
-    sums of the predictor pass rather than from a pass of its own."""
+    An iteration: the last iteration's step and the new scaling (:func:`_update_and_scale`), the
+    predictor's direction and step lengths, the corrector's right-hand side, direction and step
+    lengths. The complementarity after the predictor step comes from sums of the predictor's
+    step-length pass rather than from a pass of its own."""
     n = NV * H
     xf = x.reshape(n)
     lf = lo.reshape(n)
