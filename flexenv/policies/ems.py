@@ -1427,7 +1427,9 @@ def _lp_plan_one(dt, base, pv, pi, pe, ci, ce, w_cap,
     """Solve the LP of one prosumer for the fixed load ``base`` (appliance included) and turn its
     solution into an executable plan: net device powers simulated through the device dynamics (so the
     states stay inside their limits despite the solver's tolerance) in pwr (EV, HP, BAT rows), states
-    in st, penalties in pen. Returns (true objective, LP objective, iterations, converged)."""
+    in st, penalties in pen. Returns (true objective, LP objective, iterations, converged, the LP's
+    shape (g, k1, a, act, constant objective) as from :func:`ems_lp.lp_data`); b, c, lo, hi and y
+    keep the LP's data and duals."""
     H = base.shape[0]
     g, k1, a, act, const = ems_lp.lp_data(dt, base, pv, pi, pe, ci, ce, BIG_KW, w_cap,
                                           bat_cap, bat_pc, bat_pd, bat_ec, bat_ed, bat_keep, bat_e0,
@@ -1480,7 +1482,7 @@ def _lp_plan_one(dt, base, pv, pi, pe, ci, ce, w_cap,
     for j in range(ems_lp.NV):
         for t in range(H):
             v_lp += c[j, t] * x[j, t]
-    return obj, v_lp, iters, ok
+    return obj, v_lp, iters, ok, (g, k1, a, act, const)
 
 
 APPLIANCE_PROOF_EUR = 1.0e-6  # a start whose lower bound is within this of the best plan is not tried
@@ -1499,8 +1501,10 @@ def _lp_plan_kernel(dt, base, pv, pi, pe, ci, ce,
     appliance start is enumerated exactly against its inflexible net power.
 
     Appliance start, a best-first branch and bound over the starts: the first is the best start against
-    the idle devices' net power; after each LP solve, the duals give every start a lower bound and the
-    untried start with the lowest bound is solved next, until no bound is below the best plan (proven)
+    the idle devices' net power; after each LP solve, weak duality with its state rows' duals gives every
+    start a lower bound (:func:`ems_lp.lagrangian_segments`: per PTU, the cheapest way to meet that
+    start's load from the grid and the devices at their shadow prices) and the untried start with the
+    lowest bound is solved next, until no bound is below the best plan (proven)
     or ``app_candidates`` solves are done."""
     P, H = base.shape
     L = app_prof.shape[1]
@@ -1524,6 +1528,13 @@ def _lp_plan_kernel(dt, base, pv, pi, pe, ci, ce,
         load = base[p].copy()
         costs = np.empty(H)
         lb = np.full(H, -np.inf)  # lower bound on the LP value of each start (from the duals)
+        seg_p = np.empty((H, ems_lp.N_LOCAL))  # the per-PTU knapsacks of that bound
+        seg_len = np.empty((H, ems_lp.N_LOCAL))
+        seg_n = np.empty(H, dtype=np.int64)
+        ends = np.empty((H, 2))
+        cost0 = np.empty(H)
+        supply0 = np.empty(H)
+        psi0 = np.empty(H)
         tried = np.zeros(H, dtype=np.bool_)
         best = np.inf
         best_lp = np.inf
@@ -1558,7 +1569,7 @@ def _lp_plan_kernel(dt, base, pv, pi, pe, ci, ce,
                 for j in range(L):
                     if start + j < H:
                         load[start + j] += app_prof[p, j]
-            obj, v_lp, iters, ok = _lp_plan_one(
+            obj, v_lp, iters, ok, shape = _lp_plan_one(
                 dt, load, pv[p], pi[p], pe[p], ci[p], ce[p], w_cap,
                 bat_cap[p], bat_pc[p], bat_pd[p], bat_ec[p], bat_ed[p], bat_keep[p], bat_e0[p],
                 ev_cap[p], ev_pmax[p], ev_eta[p], ev_v2g[p], ev_lo[p], ev_hi[p], ev_need0[p],
@@ -1580,21 +1591,24 @@ def _lp_plan_kernel(dt, base, pv, pi, pe, ci, ce,
             best_lp = min(best_lp, v_lp)
             if not app_has[p]:
                 break
-            # The LP value is convex in the load, so its duals bound every other start from below:
-            # V(s) >= V(start) + sum_t lambda_t (a_s - a_start)_t, lambda_t = -y[0, t] (EUR per kW of
-            # load at t). Next: the untried start with the lowest bound; stop once no start can beat the
-            # best plan (the appliance choice is then proven optimal).
-            here = 0.0
-            for j in range(L):
-                if start + j < H:
-                    here -= y[0, start + j] * app_prof[p, j]
+            # Every start's LP value is bounded from below by weak duality with this solve's state-row
+            # duals (ems_lp.lagrangian_segments): a constant plus, per PTU, the cheapest way to meet
+            # the load there. Next: the untried start with the lowest bound; stop once no start can
+            # beat the best plan (the appliance choice is then proven optimal).
+            g, k1, a, act, const = shape
+            bound = const + ems_lp.lagrangian_segments(H, g, hp_gain[p], k1, a, act, b, c, lo, hi, y, ci[p], ce[p],
+                                                       BIG_KW, seg_p, seg_len, seg_n, ends, cost0, supply0)
+            for t in range(H):
+                psi0[t] = ems_lp.supply_cost(t, base[p, t], seg_p, seg_len, seg_n, ends, cost0, supply0)
+                bound += psi0[t]
             nxt = -1
             low = np.inf
             for s_ in range(app_lo[p], app_hi[p] + 1):
-                v = v_lp - here
+                v = bound
                 for j in range(L):
                     if s_ + j < H:
-                        v -= y[0, s_ + j] * app_prof[p, j]
+                        v += ems_lp.supply_cost(s_ + j, base[p, s_ + j] + app_prof[p, j], seg_p, seg_len, seg_n, ends,
+                                                cost0, supply0) - psi0[s_ + j]
                 lb[s_] = max(lb[s_], v)
                 if not tried[s_] and lb[s_] < low:
                     low = lb[s_]

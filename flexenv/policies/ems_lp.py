@@ -547,6 +547,114 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
     return max_iter, False
 
 
+LOCAL_VARS = np.array([PV, IM, VI, EX, VE, BC, BD, EC, ED, HP])  # the variables of the balance row
+N_LOCAL = 10
+
+
+@nb.njit(cache=True, error_model="numpy")
+def lagrangian_segments(H, g, gain, k1, a, act, b, c, lo, hi, y, ci, ce, big_kw, seg_p, seg_len, seg_n, ends,
+                        cost0, supply0):
+    """A lower bound on the LP value for any other load, from the state-row duals of ``y``.
+
+    Weak duality with the state rows' duals fixed at y[1:] (any finite values give a valid bound):
+    the problem splits into one knapsack per PTU, meet the load D_t from the balance row's variables
+    at their reduced costs, plus a constant (the state rows' b.y and the other variables at the
+    cheaper end of their boxes). The knapsack's value psi_t(D_t) is convex piecewise linear in D_t:
+    this fills, per PTU, its sorted price segments (seg_p EUR per kW, seg_len kW, seg_n of them), the
+    prices of the unbounded export / import at its ends (ends[t] = (lowest, highest)) and its value
+    cost0 at the supply supply0 where every segment is empty. Import and export are taken unbounded
+    above where uncapped (their box in the LP depends on the load). Returns the constant;
+    :func:`supply_cost` evaluates psi_t. The bound is constant + sum_t psi_t(D_t)."""
+    y_state = y.copy()
+    y_state[0, :] = 0.0
+    ct = np.zeros((NV, H))
+    _ATy(H, g, gain, k1, a, act, y_state, ct)  # the state rows' part of A^T y
+    const = 0.0
+    for r in range(1, NR):
+        if act[r]:
+            for t in range(H):
+                const += b[r, t] * y[r, t]
+    for r in range(1, NR):
+        if act[r]:
+            lo_v, hi_v = DEVICE_VARS[r - 1]
+            for j in range(lo_v, hi_v):
+                if BAL[j] != 0.0:
+                    continue
+                for t in range(H):
+                    rc = c[j, t] - ct[j, t]
+                    const += rc * (lo[j, t] if rc >= 0.0 else hi[j, t])
+    pj = np.empty(N_LOCAL)
+    smn = np.empty(N_LOCAL)
+    smx = np.empty(N_LOCAL)
+    for t in range(H):
+        capped_i = ci[t] < big_kw
+        capped_e = ce[t] < big_kw
+        a_end = -np.inf
+        b_end = np.inf
+        base_cost = 0.0
+        base_supply = 0.0
+        m = 0
+        for q in range(N_LOCAL):
+            j = LOCAL_VARS[q]
+            sig = -BAL[j]  # +1: supplies the load, -1: absorbs
+            red = c[j, t] - ct[j, t]  # reduced cost with the balance row's dual left out
+            price = sig * red  # EUR per kW supplied
+            if (j == IM and not capped_i) or (j == VI and capped_i):
+                b_end = min(b_end, price)
+                continue
+            if (j == EX and not capped_e) or (j == VE and capped_e):
+                a_end = max(a_end, price)
+                continue
+            l = lo[j, t]
+            u = ci[t] if j == IM else (ce[t] if j == EX else hi[j, t])
+            if j == VI or j == VE or u - l <= 0.0:  # fixed (an absent device's, or no cap)
+                base_cost += red * l
+                base_supply += sig * l
+                continue
+            pj[m] = price
+            smn[m] = l if sig > 0.0 else -u
+            smx[m] = u if sig > 0.0 else -l
+            m += 1
+        n = 0
+        for q in range(m):
+            if pj[q] < a_end:  # cheaper than the unbounded export: always full
+                base_cost += pj[q] * smx[q]
+                base_supply += smx[q]
+                continue
+            base_cost += pj[q] * smn[q]
+            base_supply += smn[q]
+            if pj[q] <= b_end:  # else dearer than the unbounded import: always empty
+                k = n  # insertion by price
+                while k > 0 and seg_p[t, k - 1] > pj[q]:
+                    seg_p[t, k] = seg_p[t, k - 1]
+                    seg_len[t, k] = seg_len[t, k - 1]
+                    k -= 1
+                seg_p[t, k] = pj[q]
+                seg_len[t, k] = smx[q] - smn[q]
+                n += 1
+        seg_n[t] = n
+        ends[t, 0] = a_end
+        ends[t, 1] = b_end
+        cost0[t] = base_cost
+        supply0[t] = base_supply
+    return const
+
+
+@nb.njit(cache=True, error_model="numpy")
+def supply_cost(t, demand_kw, seg_p, seg_len, seg_n, ends, cost0, supply0):
+    """psi_t(demand): the cheapest way to meet ``demand_kw`` at PTU t (see :func:`lagrangian_segments`)."""
+    r = demand_kw - supply0[t]
+    if r <= 0.0:
+        return cost0[t] + ends[t, 0] * r
+    v = cost0[t]
+    for k in range(seg_n[t]):
+        if r <= seg_len[t, k]:
+            return v + seg_p[t, k] * r
+        v += seg_p[t, k] * seg_len[t, k]
+        r -= seg_len[t, k]
+    return v + ends[t, 1] * r
+
+
 @nb.njit(cache=True, error_model="numpy")
 def lp_data(dt, load, pv, pi, pe, ci, ce, big_kw, w_cap,
             bat_cap, bat_pc, bat_pd, bat_ec, bat_ed, bat_keep, bat_e0,
