@@ -301,18 +301,19 @@ def _ranges(H, act, lo, hi):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _update_and_scale(rlo, rhi, nr, ap, ad, xf, zl, zu, dx, dzl, dzu, lf, uf, cf, mask, ATy, isl, isu, izl, izu, th, rt,
-                      rd, gk):
-    """Take the step of the last iteration (ap, ad; 0 before the first), then compute the new iterate's
-    inverse slacks and bound duals, scaling th, dual residual rd, affine right-hand side rt and
-    complementarity terms gk; returns the dual infeasibility and the complementarity gap. Fixed
-    variables inside the ranges have mask 0, which zeroes their inverses, scaling and residual
-    without a branch."""
+def _update_and_scale(rlo, rhi, nr, ap, ad, xf, zl, zu, dx, dzl, dzu, ATy, ATdy, lf, uf, cf, mask, isl, isu, izl, izu, th,
+                      rt, rd, gk):
+    """Take the step of the last iteration (ap, ad; 0 before the first) in x, the bound duals and
+    ATy = A^T y (ATdy = A^T dy of that step), then compute the new iterate's inverse slacks and bound
+    duals, scaling th, dual residual rd, affine right-hand side rt and complementarity terms gk;
+    returns the dual infeasibility and the complementarity gap. Fixed variables inside the ranges
+    have mask 0, which zeroes their inverses, scaling and residual without a branch."""
     for s in range(nr):  # separate loops with few arrays each: each of them vectorises
         for k in range(rlo[s], rhi[s]):
             xf[k] += ap * dx[k]
             zl[k] += ad * dzl[k]
             zu[k] += ad * dzu[k]
+            ATy[k] += ad * ATdy[k]
     for s in range(nr):
         for k in range(rlo[s], rhi[s]):
             x_k = xf[k]
@@ -456,8 +457,9 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
     th = th2.reshape(n)
     rt2 = np.zeros((NV, H))
     rt = rt2.reshape(n)
-    ATy2 = np.zeros((NV, H))
+    ATy2 = np.zeros((NV, H))  # A^T dy of the last direction
     ATy = ATy2.reshape(n)
+    ATyy = np.zeros(n)  # A^T y, updated with the steps (y starts at 0)
     mask = np.zeros(n)
     zl = np.zeros(n)
     zu = np.zeros(n)
@@ -513,8 +515,7 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
             if act[r]:
                 for t in range(H):
                     y[r, t] += ad * dy[r, t]
-        _ATy(H, g, gain, k1, a, act, y, ATy2)
-        dinf, gap = _update_and_scale(rlo, rhi, nr, ap, ad, xf, zl, zu, dx, dzl, dzu, lf, uf, cf, mask, ATy,
+        dinf, gap = _update_and_scale(rlo, rhi, nr, ap, ad, xf, zl, zu, dx, dzl, dzu, ATyy, ATy, lf, uf, cf, mask,
                                       isl, isu, izl, izu, th, rt, rd, gk)
         _Ax(H, g, gain, k1, a, act, x, Ax)
         pinf = 0.0
