@@ -18,8 +18,9 @@ fixed appliance start the problem is a linear programme, solved by the interior-
 :mod:`flexenv.policies.ems_lp` (exact up to its 1e-9 tolerance; the battery's and EV's charge /
 discharge binaries of the MILP are not needed because simultaneous charge and discharge never pays
 when export is priced at most at import). The appliance start comes from a best-first branch and
-bound: the LP value is convex in the load, so each solve's duals give every other start a lower
-bound; the start with the lowest bound is solved next, until none can beat the best plan (proven
+bound: by weak duality, each solve's state-row duals give every other start a lower bound (per PTU,
+the cheapest way to meet that start's load from the grid and the devices at their shadow prices);
+the start with the lowest bound is solved next, until none can beat the best plan (proven
 optimal) or ``appliance_candidates`` further solves are spent.
 
 Alternative, ``method="descent"`` (the former default, :data:`DESCENT_PROFILE`): PV curtailment is
