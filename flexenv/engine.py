@@ -1101,9 +1101,9 @@ class Engine:
 
         # prosumers
         vec = buf["prosumer"]
-        ahead = self._ahead[t]
-        # prices, caps and forecasts of the next PTUs: one gather from the day's stacked fields
-        vec[..., at["ahead"]] = self._day_ahead_obs[:, :, :, ahead].reshape(B, P, -1)
+        # prices, caps and forecasts of the next PTUs: one strided copy of a slice of the day's stacked
+        # fields (padded with the last PTU, so a slice also serves the end of the day)
+        self._obs_ahead[...] = self._day_ahead_obs[:, :, :, t:t + OBS_HORIZON_PTU]
         devices = self._obs_devices  # a view of the buffer; static columns were written at reset
         _device_states(devices, t, T, self.dt_h, self.battery_kwh, self._inv_battery_kwh, self.ev_need_kwh, self._inv_ev_kwh,
                        self.ev_arrival[:, :, d], self.ev_departure[:, :, d], self.indoor_temp_degc, self.heat_pump.t_min_degc,
@@ -1174,6 +1174,9 @@ class Engine:
             devices[..., column] = values
         self.obs_layout["prosumer"].write(self._obs_buf["prosumer"], "devices", devices)
         self._obs_devices = self.obs_layout["prosumer"].view(self._obs_buf["prosumer"], "devices")
+        # the contiguous block of the five look-ahead fields as (B, P, 5, OBS_HORIZON_PTU), a view
+        self._obs_ahead = self._obs_buf["prosumer"][..., self._obs_at["ahead"]].reshape(B, P, 5, OBS_HORIZON_PTU)
+        assert np.shares_memory(self._obs_ahead, self._obs_buf["prosumer"])
         self._inv_battery_kwh = np.divide(1.0, self.battery.capacity_kwh, out=np.zeros(P), where=self.battery.capacity_kwh > 0)
         self._inv_ev_kwh = np.divide(1.0, self.ev.capacity_kwh, out=np.zeros(P), where=self.ev.capacity_kwh > 0)
         self._inv_band_k = 1.0 / np.maximum(self.heat_pump.t_max_degc - self.heat_pump.t_min_degc, 1e-9)
@@ -1204,7 +1207,6 @@ class Engine:
             at["states"] = sl("aggregator", "states")
         self._obs_at = at
         T = self.ppd
-        self._ahead = [np.minimum(t + np.arange(OBS_HORIZON_PTU), T - 1) for t in range(T)]
         self._state_columns = np.array([3, 7, 10, 13])
         self._lv_bus_index = np.flatnonzero(self.lv_bus)
         self._eye4 = np.eye(4)
@@ -1217,13 +1219,14 @@ class Engine:
         B, P, T = self.B, self.P, self.ppd
         # prosumers: import/export price, cap, load and PV forecast of every PTU of the day, stacked
         # in the layout's order; before the day's signals exist (planning) nothing is known of the first three
-        day = np.zeros((B, P, 5, T))
+        day = np.zeros((B, P, 5, T + OBS_HORIZON_PTU - 1))  # beyond the day: its last PTU repeated
         if self.signals is not None:
-            day[:, :, 0] = self.signals.import_price
-            day[:, :, 1] = self.signals.export_price
-            day[:, :, 2] = np.minimum(self.day_ahead_cap, 50.0) / 50.0
-        day[:, :, 3] = self.load_forecast_kw[:, :, steps] / 10.0
-        day[:, :, 4] = self.pv_forecast_kw[:, :, steps] / 10.0
+            day[:, :, 0, :T] = self.signals.import_price
+            day[:, :, 1, :T] = self.signals.export_price
+            day[:, :, 2, :T] = np.minimum(self.day_ahead_cap, 50.0) / 50.0
+        day[:, :, 3, :T] = self.load_forecast_kw[:, :, steps] / 10.0
+        day[:, :, 4, :T] = self.pv_forecast_kw[:, :, steps] / 10.0
+        day[:, :, :, T:] = day[:, :, :, T - 1:T]
         self._day_ahead_obs = day
         self._day_plan_actions = None  # plans may have changed: encoded again when next needed
         lay, vec = self.obs_layout["aggregator"], buf["aggregator"]

@@ -118,6 +118,32 @@ def test_plan_observation_equals_plan_actions():
         obs = env.step(env.builtin_actions(obs))[0]
 
 
+def test_look_ahead_observation_is_the_next_ptus_of_the_day():
+    # the five look-ahead fields of a prosumer hold the next OBS_HORIZON_PTU PTUs of its signals and
+    # forecasts, the day's last PTU repeated beyond the end of the day
+    from flexenv.engine import OBS_BOUND, OBS_HORIZON_PTU
+
+    env = flexenv.make("PriceDriven-Tariff-Teaching10-v0")
+    obs, _ = env.reset(seed=5)
+    e = env.engine
+    lay = e.obs_layout["prosumer"].fields
+    names = ("import_price", "export_price", "import_cap", "load_forecast", "pv_forecast")
+    seen_end = False
+    while env.agents:
+        if e.current.phase == "operate":
+            t, T = e.current.index, e.ppd
+            k = np.minimum(t + np.arange(OBS_HORIZON_PTU), T - 1)
+            day = [e.signals.import_price[0], e.signals.export_price[0], np.minimum(e.day_ahead_cap[0], 50.0) / 50.0,
+                   e.load_forecast_kw[0][:, e.day_steps] / 10.0, e.pv_forecast_kw[0][:, e.day_steps] / 10.0]
+            for name, values in zip(names, day):
+                expected = np.clip(values[:, k], -OBS_BOUND, OBS_BOUND).astype(np.float32)
+                got = np.array([obs[a][lay[name].start:lay[name].stop] for a in env._prosumer_ids])
+                assert np.array_equal(got, expected), (name, t)
+            seen_end |= t > T - OBS_HORIZON_PTU
+        obs = env.step(env.builtin_actions(obs))[0]
+    assert seen_end
+
+
 def test_bad_action_names_the_agent():
     env = flexenv.make("PriceDriven-Tariff-Teaching10-v0")
     obs, _ = env.reset(seed=4)
