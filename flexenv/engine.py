@@ -721,7 +721,9 @@ class Engine:
                 if role == "prosumer" and not self.prosumer_link.prosumers_are_agents:
                     continue
                 raise ValueError(f"missing action for role {role!r} (shape {shape})")
-            a = np.asarray(actions[role], dtype=np.float64)
+            a = np.asarray(actions[role])
+            if a.dtype != np.float32:  # float32 (what agents usually send) is clipped into float64 as is
+                a = a.astype(np.float64, copy=False)
             if a.shape != shape:
                 raise ValueError(f"action for {role!r} has shape {a.shape}, expected {shape}")
             clipped, outside, finite = _clip_actions(np.ascontiguousarray(a).reshape(self.B, -1))

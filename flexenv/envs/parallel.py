@@ -114,10 +114,10 @@ class FlexEnv(ParallelEnv):
         wrong, checked again agent by agent to raise an error that names the agent."""
         e = self.engine
         try:
-            batch = {"aggregator": np.asarray(actions[AGGREGATOR], dtype=np.float64)[None, :],
-                     "dso": np.asarray(actions[DSO], dtype=np.float64)[None, :]}
+            # in the agents' dtype: the engine converts while it clips
+            batch = {"aggregator": np.asarray(actions[AGGREGATOR])[None, :], "dso": np.asarray(actions[DSO])[None, :]}
             if self._prosumer_ids:
-                batch["prosumer"] = np.asarray([actions[a] for a in self._prosumer_ids], dtype=np.float64)[None]
+                batch["prosumer"] = np.asarray([actions[a] for a in self._prosumer_ids])[None]
             return e._check_actions(batch)
         except (KeyError, ValueError, TypeError, IndexError):
             pass

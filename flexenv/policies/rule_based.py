@@ -61,10 +61,11 @@ class RuleBasedAggregator:
         self._memo = _Memo(self.obs, inputs) if inputs else None  # gateway: the plan changes every PTU
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        obs = np.asarray(obs, dtype=np.float64)
+        obs = np.asarray(obs)  # the memo compares in the observation's own dtype
         return self._memo(obs, self._compute) if self._memo else self._compute(obs)
 
     def _compute(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.float64)
         B = obs.shape[0]
         action = np.zeros((B, self.layout.size))
         phase = self.obs.view(obs, "phase").argmax(axis=-1)
@@ -115,10 +116,11 @@ class RuleBasedDSO:
         self._memo = _Memo(self.obs, ("prognosis",)) if self.kind == "tariff" else None
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        obs = np.asarray(obs, dtype=np.float64)
+        obs = np.asarray(obs)  # the memo compares in the observation's own dtype
         return self._memo(obs, self._compute) if self._memo else self._compute(obs)
 
     def _compute(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.float64)
         B = obs.shape[0]
         action = np.zeros((B, self.layout.size))
         if self.kind == "tariff":
