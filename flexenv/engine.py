@@ -626,7 +626,7 @@ class Engine:
         self.day = day
         steps = slice(day * ppd, (day + 1) * ppd)
         self.day_steps = steps
-        self.dso_tariff_zone = np.zeros((B, self.n_zones, ppd))
+        self._set_dso_tariff(np.zeros((B, self.n_zones, ppd)))
         self.signals = None
         self.plan_net_kw = np.zeros((B, P, ppd))
         self.plan_requests = np.zeros((B, P, ppd, len(DEVICE_ORDER)))
@@ -739,8 +739,13 @@ class Engine:
         tariff = np.einsum("bzt,pz->bpt", self.dso_tariff_zone, self.zone_matrix)
         return lk.DayContext(self.day_ahead[:, steps], self.contract_import[steps], self.contract_export[steps], tariff)
 
+    def _set_dso_tariff(self, tariff_zone: np.ndarray) -> None:
+        """The day's DSO tariff per zone (B, Z, T), and per PTU and prosumer (T, B, P) for the operate steps."""
+        self.dso_tariff_zone = tariff_zone
+        self._dso_tariff_by_ptu = np.ascontiguousarray(tariff_zone[:, self.zone_of_prosumer, :].transpose(2, 0, 1))
+
     def _dso_plan(self, action: np.ndarray, comm) -> None:
-        self.dso_tariff_zone = self.dso_link.decode_tariff(self.action_layout["dso"], action)
+        self._set_dso_tariff(self.dso_link.decode_tariff(self.action_layout["dso"], action))
         self._plan_version += 1
         comm["aggregator-dso"][0] += 1
         comm["aggregator-dso"][1] += HEADER_BYTES + VALUE_BYTES * self.n_zones * self.ppd
@@ -978,7 +983,7 @@ class Engine:
         # aggregator's own caps are its contract), reactive power, the energy bill, the DSO tariff, discomfort
         s = self.signals
         prefs = self.scenario.preferences
-        tariff = self.dso_tariff_zone[:, :, t][:, self.zone_of_prosumer] if self.dso_link.kind == "tariff" else self._no_tariff
+        tariff = self._dso_tariff_by_ptu[t] if self.dso_link.kind == "tariff" else self._no_tariff
         dso_cut, q_kvar, energy, tariff_eur, discomfort, energy_row, tariff_row, discomfort_row, net_row = _prosumer_terms(
             dt, net, uncapped, cap_cut, aggregator_import_cap, aggregator_export_cap, self.dso_cap_kw, self._tan_phi,
             self.load_kw[:, :, g], power, s.bill_import[:, :, t], s.bill_export[:, :, t], tariff,

@@ -166,7 +166,7 @@ class FlexEnv(ParallelEnv):
             common["voltage_violations"] = int(kpis["voltage_violations"][0])
             common["traffic_light"] = int(kpis["traffic_light"][0])
             common["losses_kw"] = float(kpis["losses_kw"][0])
-            common["portfolio_net_kw"] = float(kpis["net_kw"][0].sum())
+            common["portfolio_net_kw"] = float(e.last_net_row_kw[0])  # net_kw summed over the prosumers
         if e.done:
             common["episode"] = self.episode_summary()
         infos = {AGGREGATOR: dict(common), DSO: dict(common)}

@@ -46,7 +46,7 @@ class _Memo:
 
 def follow_plan(engine: Engine, prosumer_obs: np.ndarray) -> np.ndarray:
     """(B, P, O) → (B, P, 5): the energy box's plan for this PTU (zero outside operate steps)."""
-    return np.asarray(engine.obs_layout["prosumer"].view(prosumer_obs, "plan"), dtype=np.float64).copy()
+    return np.array(engine.obs_layout["prosumer"].view(prosumer_obs, "plan"), dtype=np.float64)  # a copy
 
 
 class RuleBasedAggregator:
