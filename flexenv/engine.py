@@ -1226,7 +1226,9 @@ class Engine:
         B, P, T = self.B, self.P, self.ppd
         # prosumers: import/export price, cap, load and PV forecast of every PTU of the day, stacked
         # in the layout's order; before the day's signals exist (planning) nothing is known of the first three
-        day = np.zeros((B, P, 5, T + OBS_HORIZON_PTU - 1))  # beyond the day: its last PTU repeated
+        # beyond the day: its last PTU repeated; float32 as the observation (the same values after
+        # the observation's clip, as the bound is a float32), half the memory the window copy reads
+        day = np.zeros((B, P, 5, T + OBS_HORIZON_PTU - 1), dtype=np.float32)
         if self.signals is not None:
             day[:, :, 0, :T] = self.signals.import_price
             day[:, :, 1, :T] = self.signals.export_price
