@@ -25,8 +25,10 @@ CityLearn (intelligent-environments-lab/CityLearn, MIT licence) runs in its own 
 in a subprocess started by this script, so both are measured in the same run: `CityLearnEnv(schema,
 central_agent=True)` on the offline dataset `citylearn_challenge_2022_phase_all` (17 buildings, hourly)
 kept in `<repo>/../shared/peers/citylearn/`, random actions, OMP_NUM_THREADS=1; building-steps/s =
-buildings x steps / s after a warm-up of a few steps (construction and reset excluded), median of 10 chunks. CityLearn has no
-power flow. Its virtual environment (outside the repository):
+buildings x steps / s after a warm-up of a few steps (construction and reset excluded), median of 10
+chunks. It runs before and after flexenv's main figures and the faster run is the reference (the
+machine's speed drifts between runs, so the ratios err on the low side). CityLearn has no power flow.
+Its virtual environment (outside the repository):
 
     python -m venv <dir> && <dir>/bin/pip install torch==2.13.0 && <dir>/bin/pip install citylearn==3.0.2
 
@@ -38,7 +40,7 @@ cannot run, `citylearn_building_steps_per_s` is null and `citylearn.reason` says
 Targets (project issue 5): flexenv prosumer-steps/s >= 20 x CityLearn building-steps/s through the API,
 >= 500 x in batched mode.
 
-Run: `python benchmarks/env_speed.py` (about 5-8 minutes on 2 cores, most of it the EMS planning of the
+Run: `python benchmarks/env_speed.py` (about 2-8 minutes on 2 cores, most of it the EMS planning of the
 batched runs). Writes
 benchmarks/results/env_speed.json and benchmarks/env_speed.md.
 """
@@ -323,7 +325,9 @@ def write_md(res: dict, path: Path) -> None:
         lines += [(f"CityLearn {cl.get('version')} (MIT; dataset citylearn_challenge_2022_phase_all, {cl['n_buildings']} "
                    "buildings, central agent, random actions, OMP_NUM_THREADS=1, no power flow), same run: "
                    f"**{ref:,.0f} building-steps/s** ({cl['steps_per_s']:.1f} env steps/s; median of {cl['chunks']} chunks "
-                   f"of {cl['steps']} steps, range {lo:,.0f}-{hi:,.0f})."), ""]
+                   f"of {cl['steps']} steps, range {lo:,.0f}-{hi:,.0f}), the faster of its runs before and after "
+                   "flexenv's main figures ("
+                   + ", ".join(f"{x:,.0f}" for x in cl.get("runs_building_steps_per_s", [ref]) if x) + ")."), ""]
     else:
         lines += [f"CityLearn could not run: {cl.get('reason')}. Ratios are not available.", ""]
     lines += [
@@ -400,7 +404,8 @@ def child_batched(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--api-episodes", type=int, default=10, help="timed episodes per API configuration")
+    ap.add_argument("--api-episodes", type=int, default=30,
+                    help="timed episodes per API configuration (a longer window: the median is steadier on a shared machine)")
     ap.add_argument("--batched-episodes", type=int, default=2, help="timed batch episodes per batched configuration")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256])
     ap.add_argument("--seed", type=int, default=1000)
@@ -427,19 +432,29 @@ def main() -> None:
 
     started = time.perf_counter()
     load_start = load_average()
-    if args.skip_citylearn:
-        cl = {"reason": "skipped (--skip-citylearn)"}
-    else:
+    def citylearn() -> dict:
+        if args.skip_citylearn:
+            return {"reason": "skipped (--skip-citylearn)"}
         print("CityLearn ...", flush=True)
-        cl = run_citylearn(args.citylearn_python.expanduser(), args.citylearn_schema.expanduser(), args.citylearn_steps,
-                           args.citylearn_warmup, args.citylearn_timeout)
-        print(f"CityLearn: {cl.get('building_steps_per_s', cl.get('reason'))}", flush=True)
-    ref = cl.get("building_steps_per_s")
+        out = run_citylearn(args.citylearn_python.expanduser(), args.citylearn_schema.expanduser(), args.citylearn_steps,
+                            args.citylearn_warmup, args.citylearn_timeout)
+        print(f"CityLearn: {out.get('building_steps_per_s', out.get('reason'))}", flush=True)
+        return out
 
     all_threads = numba.get_num_threads()
     numba.set_num_threads(min(args.numba_threads, all_threads))
+    # CityLearn before and after flexenv's main figures: the machine's speed drifts between runs (seen: the peer
+    # by about 12 %), so the reference is the faster of the two CityLearn runs (the ratios err on the low side)
+    cl_runs = [citylearn()]
     api = {str(p): bench_api(env_id, args.api_episodes, args.seed) for p, env_id in API_IDS.items()}
     batched = {str(b): bench_batched(BATCHED_ID, b, args.batched_episodes, args.seed) for b in args.batch_sizes}
+    if not args.skip_citylearn and "building_steps_per_s" in cl_runs[0]:
+        cl_runs.append(citylearn())
+    measured = [r for r in cl_runs if "building_steps_per_s" in r]
+    cl = max(measured, key=lambda r: r["building_steps_per_s"]) if measured else cl_runs[-1]
+    cl = {**cl, "runs_building_steps_per_s": [r.get("building_steps_per_s") for r in cl_runs],
+          "reference": "the faster of the CityLearn runs before and after flexenv's main (API and batched) figures"}
+    ref = cl.get("building_steps_per_s")
     api_other, batched_other = {}, {}
     if not args.no_extras:
         api_other = {env_id: bench_api(env_id, args.api_episodes, args.seed) for env_id in API_OTHER_IDS}
