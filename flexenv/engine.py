@@ -1203,7 +1203,6 @@ class Engine:
             at["aggregator_plan"] = sl("aggregator", "plan")
             at["states"] = sl("aggregator", "states")
         self._obs_at = at
-        T = self.ppd
         self._state_columns = np.array([3, 7, 10, 13])
         self._lv_bus_index = np.flatnonzero(self.lv_bus)
         self._eye4 = np.eye(4)
