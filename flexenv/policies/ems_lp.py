@@ -590,8 +590,8 @@ def lagrangian_segments(H, g, gain, k1, a, act, b, c, lo, hi, y, ci, ce, big_kw,
     for t in range(H):
         capped_i = ci[t] < big_kw
         capped_e = ce[t] < big_kw
-        a_end = -np.inf
-        b_end = np.inf
+        export_end = -np.inf
+        import_end = np.inf
         base_cost = 0.0
         base_supply = 0.0
         m = 0
@@ -601,10 +601,10 @@ def lagrangian_segments(H, g, gain, k1, a, act, b, c, lo, hi, y, ci, ce, big_kw,
             red = c[j, t] - ct[j, t]  # reduced cost with the balance row's dual left out
             price = sig * red  # EUR per kW supplied
             if (j == IM and not capped_i) or (j == VI and capped_i):
-                b_end = min(b_end, price)
+                import_end = min(import_end, price)
                 continue
             if (j == EX and not capped_e) or (j == VE and capped_e):
-                a_end = max(a_end, price)
+                export_end = max(export_end, price)
                 continue
             l = lo[j, t]
             u = ci[t] if j == IM else (ce[t] if j == EX else hi[j, t])
@@ -618,13 +618,13 @@ def lagrangian_segments(H, g, gain, k1, a, act, b, c, lo, hi, y, ci, ce, big_kw,
             m += 1
         n = 0
         for q in range(m):
-            if pj[q] < a_end:  # cheaper than the unbounded export: always full
+            if pj[q] < export_end:  # cheaper than the unbounded export: always full
                 base_cost += pj[q] * smx[q]
                 base_supply += smx[q]
                 continue
             base_cost += pj[q] * smn[q]
             base_supply += smn[q]
-            if pj[q] <= b_end:  # else dearer than the unbounded import: always empty
+            if pj[q] <= import_end:  # else dearer than the unbounded import: always empty
                 k = n  # insertion by price
                 while k > 0 and seg_p[t, k - 1] > pj[q]:
                     seg_p[t, k] = seg_p[t, k - 1]
@@ -634,8 +634,8 @@ def lagrangian_segments(H, g, gain, k1, a, act, b, c, lo, hi, y, ci, ce, big_kw,
                 seg_len[t, k] = smx[q] - smn[q]
                 n += 1
         seg_n[t] = n
-        ends[t, 0] = a_end
-        ends[t, 1] = b_end
+        ends[t, 0] = export_end
+        ends[t, 1] = import_end
         cost0[t] = base_cost
         supply0[t] = base_supply
     return const
