@@ -817,8 +817,7 @@ class Engine:
         all_default = np.ones((B, P, len(DEVICE_ORDER)), dtype=bool)
         inf = np.full((B, P), np.inf)
         zeros = np.zeros((B, P, len(DEVICE_ORDER)))
-        # the day's loop in numba: 96 kernel calls from Python cost more than the work (measured at 1 and
-        # 64 x 40 prosumers; at 256 x 40 with two threads the serial loop is still the faster)
+        # the day's loop in numba, one call: 96 kernel calls from Python would cost more than the work
         return _nocontrol_day_serial(
             T, steps.start, self.dt_h, self.load_forecast_kw, self.pv_forecast_kw, self.t_out_degc, self.cop,
             self.ev_arrival[:, :, d], self.ev_departure[:, :, d], self.ev_energy_kwh[:, :, d], self.app_earliest[:, :, d],

@@ -125,19 +125,25 @@ def test_stalled_lp_keeps_its_last_finite_iterate():
         assert abs(out.objective_eur[i] - r.objective_eur[0]) <= 1e-4 * abs(r.objective_eur[0]) + 1e-4
 
 
-def _lp_at_start(pr, i, start):
-    """The LP of prosumer i of ``pr`` with its appliance at ``start`` (-1: none): (LP value, duals y,
-    the LP's shape and data) from the EMS's own solve."""
+def _load_at(pr, i, start):
+    """Prosumer i's load (H,) with its appliance started at ``start`` (-1: none)."""
     H = pr.base_kw.shape[1]
     load = pr.base_kw[i].copy()
     if start >= 0:
         n = min(pr.app_prof.shape[1], H - start)
         load[start:start + n] += pr.app_prof[i, :n]
+    return load
+
+
+def _lp_at_start(pr, i, start):
+    """The LP of prosumer i of ``pr`` with its appliance at ``start``: (LP value, converged, the LP's
+    shape, its data and duals) from the EMS's own solve."""
+    H = pr.base_kw.shape[1]
+    load = _load_at(pr, i, start)
     arr = [np.empty((ems_lp.NR, H)), np.empty((ems_lp.NV, H)), np.empty((ems_lp.NV, H)), np.empty((ems_lp.NV, H)),
            np.empty((ems_lp.NV, H)), np.empty((ems_lp.NR, H)), np.zeros((4, H)), np.zeros((3, H + 1)), np.zeros(3)]
     args = [a[i] if isinstance(a, np.ndarray) and a.ndim >= 1 and a.shape[0] == pr.base_kw.shape[0] else a
             for a in ems._problem_args(pr)]
-    args[1] = load
     dev = args[7:28]  # battery, EV and heat pump parameters, as _lp_plan_one takes them
     _, v_lp, _, ok, shape = ems._lp_plan_one(args[0], load, *args[2:7], pr.w_cap, *dev, pr.w_comfort, pr.w_ev,
                                             ems.LP_TOLERANCE, ems.LP_MAX_ITERATIONS, *arr)
@@ -155,16 +161,14 @@ def test_lagrangian_bound_is_below_every_start_and_tight_at_the_solved_one():
         for i in range(6):
             starts = np.arange(pr.app_lo[i], pr.app_hi[i] + 1)
             s0 = int(starts[len(starts) // 2])
-            v0, ok, (g, k1, a, act, const), (b, c, lo, hi, x, y, *_) = _lp_at_start(pr, i, s0)
+            v0, ok, (g, k1, a, act, const), (b, c, lo, hi, _x, y, *_) = _lp_at_start(pr, i, s0)
             assert ok
             seg = (np.empty((H, ems_lp.N_LOCAL)), np.empty((H, ems_lp.N_LOCAL)), np.empty(H, np.int64),
                    np.empty((H, 2)), np.empty(H), np.empty(H))
             k = const + ems_lp.lagrangian_segments(H, g, pr.hp_gain[i], k1, a, act, b, c, lo, hi, y, pr.cap_imp[i],
                                                    pr.cap_exp[i], ems.BIG_KW, *seg)
             for s in starts[::4].tolist() + [s0]:
-                load = pr.base_kw[i].copy()
-                n = min(pr.app_prof.shape[1], H - s)
-                load[s:s + n] += pr.app_prof[i, :n]
+                load = _load_at(pr, i, s)
                 bound = k + sum(ems_lp.supply_cost(t, load[t], *seg) for t in range(H))
                 v = _lp_at_start(pr, i, s)[0] if s != s0 else v0
                 assert bound <= v + 1e-6 * max(1.0, abs(v))

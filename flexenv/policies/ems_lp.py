@@ -457,9 +457,9 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
     th = th2.reshape(n)
     rt2 = np.zeros((NV, H))
     rt = rt2.reshape(n)
-    ATy2 = np.zeros((NV, H))  # A^T dy of the last direction
-    ATy = ATy2.reshape(n)
-    ATyy = np.zeros(n)  # A^T y, updated with the steps (y starts at 0)
+    ATdy2 = np.zeros((NV, H))  # A^T dy of the last direction
+    ATdy = ATdy2.reshape(n)
+    ATy = np.zeros(n)  # A^T y, updated with the steps (y starts at 0)
     mask = np.zeros(n)
     zl = np.zeros(n)
     zu = np.zeros(n)
@@ -515,7 +515,7 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
             if act[r]:
                 for t in range(H):
                     y[r, t] += ad * dy[r, t]
-        dinf, gap = _update_and_scale(rlo, rhi, nr, ap, ad, xf, zl, zu, dx, dzl, dzu, ATyy, ATy, lf, uf, cf, mask,
+        dinf, gap = _update_and_scale(rlo, rhi, nr, ap, ad, xf, zl, zu, dx, dzl, dzu, ATy, ATdy, lf, uf, cf, mask,
                                       isl, isu, izl, izu, th, rt, rd, gk)
         _Ax(H, g, gain, k1, a, act, x, Ax)
         pinf = 0.0
@@ -531,7 +531,7 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
         mu = gap / n2
         _factor(H, g, gain, k1, a, act, th2, s0, d0i, sd, cc, Ls, Ws, Dg, Di)
         # predictor: the affine-scaling direction
-        _direction(H, g, gain, k1, a, act, s0, d0i, Ls, Ws, Di, rp, rt2, Ax, w, zz, dy, th, ATy2, dxa, rlo, rhi, nr)
+        _direction(H, g, gain, k1, a, act, s0, d0i, Ls, Ws, Di, rp, rt2, Ax, w, zz, dy, th, ATdy2, dxa, rlo, rhi, nr)
         ap, ad, s1, s4 = _predictor_step(rlo, rhi, nr, dxa, zl, zu, isl, isu)
         # complementarity after that step, sum (sl + ap dx)(zl + ad dzl) + (su - ap dx)(zu + ad dzu),
         # expanded with the identities of _predictor_step
@@ -539,7 +539,7 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
         sigma = (max(ga, 0.0) / n2 / mu) ** 3 if mu > 0.0 else 0.0
         # corrector: centring + second-order correction
         _corrector_rhs(rlo, rhi, nr, sigma * mu, dxa, xf, lf, uf, mask, zl, zu, isl, isu, th, rd, rl, ru, rt)
-        _direction(H, g, gain, k1, a, act, s0, d0i, Ls, Ws, Di, rp, rt2, Ax, w, zz, dy, th, ATy2, dx, rlo, rhi, nr)
+        _direction(H, g, gain, k1, a, act, s0, d0i, Ls, Ws, Di, rp, rt2, Ax, w, zz, dy, th, ATdy2, dx, rlo, rhi, nr)
         ap, ad, finite = _corrector_step(rlo, rhi, nr, dx, rl, ru, zl, zu, isl, isu, izl, izu, dzl, dzu)
         if not finite:  # the normal equations broke down (a stalled, degenerate LP): keep this iterate
             return it, False
@@ -549,7 +549,7 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
 
 
 LOCAL_VARS = np.array([PV, IM, VI, EX, VE, BC, BD, EC, ED, HP])  # the variables of the balance row
-N_LOCAL = 10
+N_LOCAL = LOCAL_VARS.size
 
 
 @nb.njit(cache=True, error_model="numpy")
