@@ -174,3 +174,24 @@ def test_lagrangian_bound_is_below_every_start_and_tight_at_the_solved_one():
                 assert bound <= v + 1e-6 * max(1.0, abs(v))
                 if s == s0:
                     assert bound >= v - 1e-5 * max(1.0, abs(v))
+
+
+def test_step_length_maxima_as_bit_patterns_equal_the_float_maxima():
+    """The reductions take maxima over int64 bit patterns (ems_lp._bits): for non-negative doubles that
+    must order like the values, and a negative value must never win over a non-negative start."""
+    import numba as nb
+
+    @nb.njit
+    def bit_max(v, start):
+        m = ems_lp._bits(start)
+        for k in range(v.size):
+            m = max(m, ems_lp._bits(v[k]))
+        return ems_lp._from_bits(m)
+
+    rng = np.random.default_rng(0)
+    special = np.array([0.0, 5e-324, 2.2e-308, 1e-300, 0.5, 1.0, 1.0 + 2**-52, 1e300, np.inf])
+    for _ in range(200):
+        v = np.concatenate([rng.choice(special, 3), rng.standard_normal(5) * 10.0 ** rng.integers(-300, 300, 5)])
+        for start in (0.0, 1.0):
+            assert bit_max(v, start) == max(start, v.max())
+    assert bit_max(np.array([-np.inf, -1.0, -0.0]), 1.0) == 1.0

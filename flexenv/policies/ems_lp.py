@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+from numba.core import types as nbt
+from numba.extending import intrinsic
 
 NV, NR = 15, 4  # variables and rows per PTU
 BC, BD, BE, EC, ED, ES, HP, HM, HL, HH, PV, IM, VI, EX, VE = range(NV)
@@ -43,6 +45,30 @@ EPS_EUR_PER_KWH = 1.0e-7  # tie-break against charging and discharging at once
 COMFORT_SLACK_MAX_K = 100.0
 START_OFFSET = 1.0e9  # first iterate: lo + min(half the box, this)
 STEP_FRACTION = 0.995  # of the step to the boundary
+# The reductions over all variables (step lengths, residual norms, sums) are most of an iteration unless
+# they vectorise. LLVM vectorises a sum when allowed to reassociate it (REDUCE_FLAGS; the result is
+# still the same for the same input), but never a floating-point max; an integer max it does. For
+# non-negative doubles the bit patterns read as int64 are ordered like the values, and a negative
+# double reads as a negative int64, so max(bits(1.0), bits(v_k)...) is bits(max(1.0, v_k...)).
+REDUCE_FLAGS = {"reassoc"}
+
+
+@intrinsic
+def _bits(typingctx, x):
+    """The bit pattern of a float64 as an int64 (no conversion)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(nbt.int64))
+
+    return nbt.int64(nbt.float64), codegen
+
+
+@intrinsic
+def _from_bits(typingctx, i):
+    """The float64 with the bit pattern of an int64 (the inverse of :func:`_bits`)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(nbt.float64))
+
+    return nbt.float64(nbt.int64), codegen
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -300,7 +326,7 @@ def _ranges(H, act, lo, hi):
     return rlo, rhi, nr
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, error_model="numpy", fastmath=REDUCE_FLAGS)
 def _update_and_scale(rlo, rhi, nr, ap, ad, xf, zl, zu, dx, dzl, dzu, ATy, ATdy, lf, uf, cf, mask, isl, isu, izl, izu, th,
                       rt, rd, gk):
     """Take the step of the last iteration (ap, ad; 0 before the first) in x, the bound duals and
@@ -341,23 +367,23 @@ def _update_and_scale(rlo, rhi, nr, ap, ad, xf, zl, zu, dx, dzl, dzu, ATy, ATdy,
             th[k] = t_k
             rt[k] = t_k * (r_d + z_l - z_u)  # affine-scaling right-hand side (complementarity -> 0)
             gk[k] = s_l * z_l + s_u * z_u
-    dinf = 0.0
+    dinf = _bits(0.0)
     gap = 0.0
     for s in range(nr):  # the reductions apart, so the loops above vectorise
         for k in range(rlo[s], rhi[s]):
-            dinf = max(dinf, abs(rd[k]))
+            dinf = max(dinf, _bits(abs(rd[k])))
             gap += gk[k]
-    return dinf, gap
+    return _from_bits(dinf), gap
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, error_model="numpy", fastmath=REDUCE_FLAGS)
 def _predictor_step(rlo, rhi, nr, dx, zl, zu, isl, isu):
     """Step lengths of the affine direction dx, and two sums that give the complementarity after the
     step without another pass. With dzl = -zl (1 + dx / sl) and dzu = zu (dx / su - 1) the inverse
     primal and dual steps are max(-dx / sl, dx / su) and max(1 + dx / sl, 1 - dx / su);
     s1 = sum dx (zl - zu) and s4 = sum dx^2 (zl / sl + zu / su)."""
-    inv_p = 1.0
-    inv_d = 1.0
+    inv_p = _bits(1.0)  # maxima as bit patterns (see REDUCE_FLAGS)
+    inv_d = _bits(1.0)
     s1 = 0.0
     s4 = 0.0
     for s in range(nr):
@@ -365,11 +391,11 @@ def _predictor_step(rlo, rhi, nr, dx, zl, zu, isl, isu):
             d = dx[k]
             a_l = d * isl[k]
             a_u = d * isu[k]
-            inv_p = max(inv_p, -a_l, a_u)
-            inv_d = max(inv_d, 1.0 + a_l, 1.0 - a_u)
+            inv_p = max(inv_p, _bits(-a_l if -a_l > a_u else a_u))
+            inv_d = max(inv_d, _bits(1.0 + a_l if a_l > -a_u else 1.0 - a_u))
             s1 += d * (zl[k] - zu[k])
             s4 += d * (zl[k] * a_l + zu[k] * a_u)
-    return 1.0 / inv_p, 1.0 / inv_d, s1, s4
+    return 1.0 / _from_bits(inv_p), 1.0 / _from_bits(inv_d), s1, s4
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -391,7 +417,7 @@ def _corrector_rhs(rlo, rhi, nr, smu, dx, xf, lf, uf, mask, zl, zu, isl, isu, th
             rt[k] = th[k] * (rd[k] - r_l * isl[k] + r_u * isu[k])
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, error_model="numpy", fastmath=REDUCE_FLAGS)
 def _corrector_step(rlo, rhi, nr, dx, rl, ru, zl, zu, isl, isu, izl, izu, dzl, dzu):
     """Bound-dual directions dzl, dzu of the corrector direction dx, and the largest primal and dual
     step lengths (each <= 1) that keep every slack and bound dual >= 0, through their inverses
@@ -403,18 +429,22 @@ def _corrector_step(rlo, rhi, nr, dx, rl, ru, zl, zu, isl, isu, izl, izu, dzl, d
             d = dx[k]
             dzl[k] = (rl[k] - zl[k] * d) * isl[k]
             dzu[k] = (ru[k] + zu[k] * d) * isu[k]
-    inv_p = 1.0
-    inv_d = 1.0
+    inv_p = _bits(1.0)  # maxima as bit patterns (see REDUCE_FLAGS)
+    inv_d = _bits(1.0)
     total = 0.0
     for s in range(nr):  # the reductions apart, so the loop above vectorises
         for k in range(rlo[s], rhi[s]):
             d = dx[k]
             dz_l = dzl[k]
             dz_u = dzu[k]
-            inv_p = max(inv_p, -d * isl[k], d * isu[k])
-            inv_d = max(inv_d, -dz_l * izl[k], -dz_u * izu[k])
+            p_l = -d * isl[k]
+            p_u = d * isu[k]
+            d_l = -dz_l * izl[k]
+            d_u = -dz_u * izu[k]
+            inv_p = max(inv_p, _bits(p_l if p_l > p_u else p_u))
+            inv_d = max(inv_d, _bits(d_l if d_l > d_u else d_u))
             total += d + dz_l + dz_u
-    return 1.0 / inv_p, 1.0 / inv_d, np.isfinite(total)
+    return 1.0 / _from_bits(inv_p), 1.0 / _from_bits(inv_d), np.isfinite(total)
 
 
 @nb.njit(cache=True, error_model="numpy")
