@@ -328,11 +328,11 @@ def _ranges(H, act, lo, hi):
 
 @nb.njit(cache=True, error_model="numpy", fastmath=REDUCE_FLAGS)
 def _update_and_scale(rlo, rhi, nr, ap, ad, xf, zl, zu, dx, dzl, dzu, ATy, ATdy, lf, uf, cf, mask, isl, isu, izl, izu, th,
-                      rt, rd, gk):
+                      rt, rd):
     """Take the step of the last iteration (ap, ad; 0 before the first) in x, the bound duals and
     ATy = A^T y (ATdy = A^T dy of that step), then compute the new iterate's inverse slacks and bound
-    duals, scaling th, dual residual rd, affine right-hand side rt and complementarity terms gk;
-    returns the dual infeasibility and the complementarity gap. Fixed variables inside the ranges
+    duals, scaling th, dual residual rd and affine right-hand side rt; returns the dual infeasibility
+    and the complementarity gap. Fixed variables inside the ranges
     have mask 0, which zeroes their inverses, scaling and residual without a branch."""
     for s in range(nr):  # separate loops with few arrays each: each of them vectorises
         for k in range(rlo[s], rhi[s]):
@@ -340,6 +340,8 @@ def _update_and_scale(rlo, rhi, nr, ap, ad, xf, zl, zu, dx, dzl, dzu, ATy, ATdy,
             zl[k] += ad * dzl[k]
             zu[k] += ad * dzu[k]
             ATy[k] += ad * ATdy[k]
+    dinf = _bits(0.0)  # maxima as bit patterns (see REDUCE_FLAGS)
+    gap = 0.0
     for s in range(nr):
         for k in range(rlo[s], rhi[s]):
             x_k = xf[k]
@@ -366,13 +368,8 @@ def _update_and_scale(rlo, rhi, nr, ap, ad, xf, zl, zu, dx, dzl, dzu, ATy, ATdy,
             rd[k] = r_d
             th[k] = t_k
             rt[k] = t_k * (r_d + z_l - z_u)  # affine-scaling right-hand side (complementarity -> 0)
-            gk[k] = s_l * z_l + s_u * z_u
-    dinf = _bits(0.0)
-    gap = 0.0
-    for s in range(nr):  # the reductions apart, so the loops above vectorise
-        for k in range(rlo[s], rhi[s]):
-            dinf = max(dinf, _bits(abs(rd[k])))
-            gap += gk[k]
+            dinf = max(dinf, _bits(abs(r_d)))
+            gap += s_l * z_l + s_u * z_u
     return _from_bits(dinf), gap
 
 
@@ -424,19 +421,16 @@ def _corrector_step(rlo, rhi, nr, dx, rl, ru, zl, zu, isl, isu, izl, izu, dzl, d
     max(-dx / sl, dx / su) and max(-dzl / zl, -dzu / zu): products with the stored inverse slacks and
     duals, no division or branch per variable (fixed variables have 0 inverses). Also returns whether
     the directions are finite (the maxima would hide a NaN)."""
-    for s in range(nr):
-        for k in range(rlo[s], rhi[s]):
-            d = dx[k]
-            dzl[k] = (rl[k] - zl[k] * d) * isl[k]
-            dzu[k] = (ru[k] + zu[k] * d) * isu[k]
     inv_p = _bits(1.0)  # maxima as bit patterns (see REDUCE_FLAGS)
     inv_d = _bits(1.0)
     total = 0.0
-    for s in range(nr):  # the reductions apart, so the loop above vectorises
+    for s in range(nr):
         for k in range(rlo[s], rhi[s]):
             d = dx[k]
-            dz_l = dzl[k]
-            dz_u = dzu[k]
+            dz_l = (rl[k] - zl[k] * d) * isl[k]
+            dz_u = (ru[k] + zu[k] * d) * isu[k]
+            dzl[k] = dz_l
+            dzu[k] = dz_u
             p_l = -d * isl[k]
             p_u = d * isu[k]
             d_l = -dz_l * izl[k]
@@ -498,7 +492,6 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
     izl = np.zeros(n)
     izu = np.zeros(n)
     rd = np.zeros(n)
-    gk = np.zeros(n)
     rl = np.zeros(n)
     ru = np.zeros(n)
     dxa = np.zeros(n)  # the predictor's direction
@@ -546,7 +539,7 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
                 for t in range(H):
                     y[r, t] += ad * dy[r, t]
         dinf, gap = _update_and_scale(rlo, rhi, nr, ap, ad, xf, zl, zu, dx, dzl, dzu, ATy, ATdy, lf, uf, cf, mask,
-                                      isl, isu, izl, izu, th, rt, rd, gk)
+                                      isl, isu, izl, izu, th, rt, rd)
         _Ax(H, g, gain, k1, a, act, x, Ax)
         pinf = 0.0
         for r in range(NR):
