@@ -141,7 +141,8 @@ def _lp_at_start(pr, i, start):
     H = pr.base_kw.shape[1]
     load = _load_at(pr, i, start)
     arr = [np.empty((ems_lp.NR, H)), np.empty((ems_lp.NV, H)), np.empty((ems_lp.NV, H)), np.empty((ems_lp.NV, H)),
-           np.empty((ems_lp.NV, H)), np.empty((ems_lp.NR, H)), np.zeros((4, H)), np.zeros((3, H + 1)), np.zeros(3)]
+           np.empty((ems_lp.NV, H)), np.empty((ems_lp.NR, H)), np.zeros((4, H)), np.zeros((3, H + 1)), np.zeros(3),
+           ems_lp.lp_work(H), False]
     args = [a[i] if isinstance(a, np.ndarray) and a.ndim >= 1 and a.shape[0] == pr.base_kw.shape[0] else a
             for a in ems._problem_args(pr)]
     dev = args[7:28]  # battery, EV and heat pump parameters, as _lp_plan_one takes them
@@ -195,3 +196,68 @@ def test_step_length_maxima_as_bit_patterns_equal_the_float_maxima():
         for start in (0.0, 1.0):
             assert bit_max(v, start) == max(start, v.max())
     assert bit_max(np.array([-np.inf, -1.0, -0.0]), 1.0) == 1.0
+
+
+def _lp_of(pr, i, start):
+    """lp_data of prosumer i of ``pr`` with its appliance at ``start``: (H, shape, b, c, lo, hi)."""
+    H = pr.base_kw.shape[1]
+    args = [a[i] if isinstance(a, np.ndarray) and a.ndim >= 1 and a.shape[0] == pr.base_kw.shape[0] else a
+            for a in ems._problem_args(pr)]
+    b, c, lo, hi = (np.empty((ems_lp.NR, H)), np.empty((ems_lp.NV, H)), np.empty((ems_lp.NV, H)),
+                    np.empty((ems_lp.NV, H)))
+    shape = ems_lp.lp_data(args[0], _load_at(pr, i, start), *args[2:7], ems.BIG_KW, pr.w_cap, *args[7:28],
+                           pr.w_comfort, pr.w_ev, b, c, lo, hi)
+    return H, shape, b, c, lo, hi
+
+
+def _solve_lp(pr, i, shape, H, b, c, lo, hi, work, warm=False, x=None, y=None):
+    g, k1, a, act, _ = shape
+    x = np.empty((ems_lp.NV, H)) if x is None else x
+    y = np.empty((ems_lp.NR, H)) if y is None else y
+    it, ok = ems_lp.lp_solve(H, g, pr.hp_gain[i], k1, a, b, c, lo, hi, act, ems.LP_TOLERANCE, ems.LP_MAX_ITERATIONS,
+                             x, y, work, warm)
+    return it, ok, x, y
+
+
+def test_lp_reads_no_work_entry_before_writing_it():
+    # the work arrays are not initialised (ems_lp.lp_work): filled with NaN, or left from another
+    # prosumer's solve, a cold solve gives the same iterate bit for bit
+    pb = ems.random_problem(np.random.default_rng(5), 6, 15, "volatile", True)
+    pr = ems.prepare(pb)
+    H = pr.base_kw.shape[1]
+    used = ems_lp.lp_work(H)
+    for i in range(6):
+        lp = _lp_of(pr, i, -1)
+        if not lp[1][3][1:].any():
+            continue  # no storage: no LP
+        nan_work = ems_lp.lp_work(H)
+        for arr in nan_work:
+            arr[...] = np.nan
+        it0, ok0, x0, y0 = _solve_lp(pr, i, lp[1], *lp[:1], *lp[2:], nan_work)
+        it1, ok1, x1, y1 = _solve_lp(pr, i, lp[1], *lp[:1], *lp[2:], used)
+        assert ok0 and ok1 and it0 == it1
+        assert np.array_equal(x0, x1) and np.array_equal(y0, y1)
+
+
+def test_warm_start_reaches_the_same_optimum_in_fewer_iterations():
+    # the appliance branch and bound's second solve starts from the first one's solution
+    rng = np.random.default_rng(9)
+    cold_its = warm_its = 0
+    for kind, caps in (("volatile", True), ("tou", False), ("flat", True)):
+        pb = ems.random_problem(rng, 8, 15, kind, caps, presence=np.ones((8, 5), bool))
+        pr = ems.prepare(pb)
+        for i in range(8):
+            s0, s1 = int(pr.app_lo[i]), int(pr.app_hi[i])
+            H, shape, b, c, lo, hi = _lp_of(pr, i, s0)
+            work = ems_lp.lp_work(H)
+            _, ok, x, y = _solve_lp(pr, i, shape, H, b, c, lo, hi, work)
+            assert ok
+            H, shape, b, c, lo, hi = _lp_of(pr, i, s1)
+            it_c, ok_c, x_c, _ = _solve_lp(pr, i, shape, H, b, c, lo, hi, ems_lp.lp_work(H))
+            it_w, ok_w, x_w, _ = _solve_lp(pr, i, shape, H, b, c, lo, hi, work, True, x, y)
+            assert ok_c and ok_w
+            v_c, v_w = float((c * x_c).sum()), float((c * x_w).sum())
+            assert abs(v_c - v_w) <= 1e-6 * max(1.0, abs(v_c))
+            cold_its += it_c
+            warm_its += it_w
+    assert warm_its < 0.9 * cold_its

@@ -1424,20 +1424,21 @@ def _lp_plan_one(dt, base, pv, pi, pe, ci, ce, w_cap,
                  bat_cap, bat_pc, bat_pd, bat_ec, bat_ed, bat_keep, bat_e0,
                  ev_cap, ev_pmax, ev_eta, ev_v2g, ev_lo, ev_hi, ev_need0,
                  hp_pmax, hp_a, hp_beta, hp_gain, hp_tmin, hp_tmax, hp_T0, w_comfort, w_ev,
-                 tol, max_iter, b, c, lo, hi, x, y, pwr, st, pen):
+                 tol, max_iter, b, c, lo, hi, x, y, pwr, st, pen, work, warm):
     """Solve the LP of one prosumer for the fixed load ``base`` (appliance included) and turn its
     solution into an executable plan: net device powers simulated through the device dynamics (so the
     states stay inside their limits despite the solver's tolerance) in pwr (EV, HP, BAT rows), states
     in st, penalties in pen. Returns (true objective, LP objective, iterations, converged, the LP's
     shape (g, k1, a, act, constant objective) as from :func:`ems_lp.lp_data`); b, c, lo, hi and y
-    keep the LP's data and duals."""
+    keep the LP's data and duals. work: :func:`ems_lp.lp_work`; warm: start from the solution in x, y
+    and work of this prosumer's previous converged solve (another load, see :func:`ems_lp.lp_solve`)."""
     H = base.shape[0]
     g, k1, a, act, const = ems_lp.lp_data(dt, base, pv, pi, pe, ci, ce, BIG_KW, w_cap,
                                           bat_cap, bat_pc, bat_pd, bat_ec, bat_ed, bat_keep, bat_e0,
                                           ev_cap, ev_pmax, ev_eta, ev_v2g, ev_lo, ev_hi, ev_need0,
                                           hp_pmax, hp_a, hp_beta, hp_gain, hp_tmin, hp_tmax, hp_T0, w_comfort,
                                           w_ev, b, c, lo, hi)
-    iters, ok = ems_lp.lp_solve(H, g, hp_gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y)
+    iters, ok = ems_lp.lp_solve(H, g, hp_gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y, work, warm)
     e = bat_e0
     s = 0.0
     temp = hp_T0
@@ -1526,6 +1527,8 @@ def _lp_plan_kernel(dt, base, pv, pi, pe, ci, ce,
         pwr = np.zeros((4, H))
         st = np.zeros((3, H + 1))
         pen = np.zeros(3)
+        work = ems_lp.lp_work(H)
+        converged = False  # the last LP solve converged: the next one starts from its solution
         load = base[p].copy()
         costs = np.empty(H)
         lb = np.full(H, -np.inf)  # lower bound on the LP value of each start (from the duals)
@@ -1575,7 +1578,8 @@ def _lp_plan_kernel(dt, base, pv, pi, pe, ci, ce,
                 bat_cap[p], bat_pc[p], bat_pd[p], bat_ec[p], bat_ed[p], bat_keep[p], bat_e0[p],
                 ev_cap[p], ev_pmax[p], ev_eta[p], ev_v2g[p], ev_lo[p], ev_hi[p], ev_need0[p],
                 hp_pmax[p], hp_a[p], hp_beta[p], hp_gain[p], hp_tmin[p], hp_tmax[p], hp_T0[p], w_comfort, w_ev,
-                tol, max_iter, b, c, lo, hi, x, y, pwr, st, pen)
+                tol, max_iter, b, c, lo, hi, x, y, pwr, st, pen, work, converged)
+            converged = ok
             stats[p, 0] += 1
             stats[p, 1] += iters
             stats[p, 2] += 0 if ok else 1

@@ -29,6 +29,8 @@ plan is still scored with the true bill.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba as nb
 import numpy as np
 from numba.core import types as nbt
@@ -142,14 +144,13 @@ def _state_rows(act):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _factor(H, g, gain, k1, a, act, th, s0, d0i, sd, cc, Ls, Ws, Dg, Di):
+def _factor(H, g, gain, k1, a, rows, ns, th, s0, d0i, sd, cc, Ls, Ws, Dg, Di, S, v):
     """Factor M = A diag(th) A^T. The balance row of a PTU couples only with that PTU's state rows, so it
     is eliminated first, PTU by PTU (vector loops, no chain through time): its inverse pivot d0i (H,)
     and its coupling s0 (NR - 1, H) to each active state row. What is left is block tridiagonal in the
     state rows alone (blocks of at most 3 x 3; a scalar tridiagonal system for one storage), with
     diagonal couplings C_t, factored by :func:`_factor_n` (sd, cc: work arrays for its diagonal and
-    coupling terms)."""
-    rows, ns = _state_rows(act)
+    coupling terms; S, v: its block work arrays). rows, ns: the active state rows (:func:`_state_rows`)."""
     for t in range(H):
         d0i[t] = th[PV, t] + th[IM, t] + th[VI, t] + th[EX, t] + th[VE, t]
     for p in range(ns):
@@ -182,15 +183,15 @@ def _factor(H, g, gain, k1, a, act, th, s0, d0i, sd, cc, Ls, Ws, Dg, Di):
     for t in range(H):  # a balance row whose variables all sit at bounds decouples (huge pivot)
         d0i[t] = 1.0 / d0i[t] if d0i[t] > 1e-300 else 1e-64
     if ns == 3:
-        _factor_n(H, s0, d0i, sd, cc, Ls, Ws, Dg, Di, 3)
+        _factor_n(H, s0, d0i, sd, cc, Ls, Ws, Dg, Di, S, v, 3)
     elif ns == 2:
-        _factor_n(H, s0, d0i, sd, cc, Ls, Ws, Dg, Di, 2)
+        _factor_n(H, s0, d0i, sd, cc, Ls, Ws, Dg, Di, S, v, 2)
     elif ns == 1:
-        _factor_n(H, s0, d0i, sd, cc, Ls, Ws, Dg, Di, 1)
+        _factor_n(H, s0, d0i, sd, cc, Ls, Ws, Dg, Di, S, v, 1)
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _factor_n(H, s0, d0i, sd, cc, Ls, Ws, Dg, Di, ns):
+def _factor_n(H, s0, d0i, sd, cc, Ls, Ws, Dg, Di, S, v, ns):
     """Block LDL^T of the state-row system left after :func:`_factor` eliminated the balance rows:
     diagonal blocks S_t = diag(sd_t) - s0_t s0_t^T d0i_t, diagonal couplings C_t = diag(cc_t) below.
     Unit lower blocks L_t (Ls), pivots D_t (Dg) and their inverses (Di), blocks W_t (Ws) with
@@ -199,8 +200,6 @@ def _factor_n(H, s0, d0i, sd, cc, Ls, Ws, Dg, Di, ns):
     division. A pivot that vanishes relative to its diagonal (a row whose variables all sit at bounds)
     is replaced by a huge one, which decouples that row. ns (compile-time): the number of state rows."""
     nb.literally(ns)
-    S = np.zeros((NR, NR))
-    v = np.zeros(NR)
     for t in range(H):
         for i in range(ns):
             for j in range(i + 1):
@@ -239,11 +238,10 @@ def _factor_n(H, s0, d0i, sd, cc, Ls, Ws, Dg, Di, ns):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _solve(H, act, s0, d0i, Ls, Ws, Di, r, z, out):
+def _solve(H, rows, ns, s0, d0i, Ls, Ws, Di, r, z, out):
     """out = M^-1 r (r, out: (NR, H); z: (H, NR) work) with the factors of :func:`_factor`: the
     balance rows eliminated from r, the state rows solved, the balance rows recovered. Inactive rows
     of out are left untouched."""
-    rows, ns = _state_rows(act)
     for p in range(ns):
         rp = rows[p]
         for t in range(H):
@@ -327,14 +325,14 @@ def _ranges(H, act, lo, hi):
 
 
 @nb.njit(cache=True, error_model="numpy", fastmath=REDUCE_FLAGS)
-def _update_and_scale(rlo, rhi, nr, ap, ad, xf, zl, zu, dx, dzl, dzu, ATy, ATdy, lf, uf, cf, mask, isl, isu, izl, izu, th,
-                      rt, rd):
-    """Take the step of the last iteration (ap, ad; 0 before the first) in x, the bound duals and
+def _update_and_scale(step, rlo, rhi, nr, ap, ad, xf, zl, zu, dx, dzl, dzu, ATy, ATdy, lf, uf, cf, mask, isl, isu, izl,
+                      izu, th, rt, rd):
+    """Take the step of the last iteration (if ``step``: not before the first) in x, the bound duals and
     ATy = A^T y (ATdy = A^T dy of that step), then compute the new iterate's inverse slacks and bound
     duals, scaling th, dual residual rd and affine right-hand side rt; returns the dual infeasibility
     and the complementarity gap. Fixed variables inside the ranges
     have mask 0, which zeroes their inverses, scaling and residual without a branch."""
-    for s in range(nr):  # separate loops with few arrays each: each of them vectorises
+    for s in range(nr if step else 0):  # separate loops with few arrays each: each of them vectorises
         for k in range(rlo[s], rhi[s]):
             xf[k] += ap * dx[k]
             zl[k] += ad * dzl[k]
@@ -442,14 +440,15 @@ def _corrector_step(rlo, rhi, nr, dx, rl, ru, zl, zu, isl, isu, izl, izu, dzl, d
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _direction(H, g, gain, k1, a, act, s0, d0i, Ls, Ws, Di, rp, rt2, Ax, w, zz, dy, th, ATy2, dx, rlo, rhi, nr):
+def _direction(H, g, gain, k1, a, act, rows, ns, s0, d0i, Ls, Ws, Di, rp, rt2, Ax, w, zz, dy, th, ATy2, dx, rlo, rhi,
+               nr):
     """Newton direction for the right-hand side rt: dy = M^-1 (rp + A rt), dx = Th A^T dy - rt."""
     _Ax(H, g, gain, k1, a, act, rt2, Ax)
     for r in range(NR):
         if act[r]:
             for t in range(H):
                 w[r, t] = rp[r, t] + Ax[r, t]
-    _solve(H, act, s0, d0i, Ls, Ws, Di, w, zz, dy)
+    _solve(H, rows, ns, s0, d0i, Ls, Ws, Di, w, zz, dy)
     _ATy(H, g, gain, k1, a, act, dy, ATy2)
     rt = rt2.reshape(NV * H)
     ATy = ATy2.reshape(NV * H)
@@ -458,14 +457,59 @@ def _direction(H, g, gain, k1, a, act, s0, d0i, Ls, Ws, Di, rp, rt2, Ax, w, zz, 
             dx[k] = th[k] * ATy[k] - rt[k]
 
 
+class LPWork(NamedTuple):
+    """Work arrays of :func:`lp_solve` for one horizon: allocated once by :func:`lp_work` and reused by
+    every solve of a thread (allocating them per solve cost more than a few iterations). After a
+    converged solve ``vec`` holds its bound duals, the start of a warm solve."""
+
+    vec: np.ndarray  # (N_VEC, NV * H): one per-variable vector per row, named by the V_* constants
+    row: np.ndarray  # (4, NR, H): primal residual, A x, a solve's right-hand side, the row-dual direction
+    zz: np.ndarray  # (H, NR) the state rows of a solve, time-major
+    Ls: np.ndarray  # (H, NR, NR) the factors of _factor_n
+    Ws: np.ndarray
+    Dg: np.ndarray  # (H, NR)
+    Di: np.ndarray
+    s0: np.ndarray  # (NR - 1, H) the balance-row elimination of _factor
+    d0i: np.ndarray  # (H,)
+    sd: np.ndarray  # (NR - 1, H)
+    cc: np.ndarray
+    S: np.ndarray  # (NR, NR) block work arrays of _factor_n
+    v: np.ndarray  # (NR,)
+
+
+# rows of LPWork.vec
+(V_TH, V_RT, V_ATDY, V_ATY, V_MASK, V_ZL, V_ZU, V_ISL, V_ISU, V_IZL, V_IZU, V_RD, V_RL, V_RU, V_DXA, V_DX, V_DZL,
+ V_DZU) = range(18)
+N_VEC = 18
+# A warm start moves the previous optimum into the interior: each free variable at least this share of
+# its box (at most 1 unit) from its bounds, each bound dual at least WARM_MU / its slack (both chosen
+# on the benchmark's prosumer-days: smaller values stall near the old face, larger ones forget it).
+WARM_PUSH = 0.1
+WARM_MU = 1.0e-3
+
+
+@nb.njit(cache=True)
+def lp_work(H):
+    """The work arrays of :func:`lp_solve` for horizon H. Not initialised: a solve writes every entry
+    before it reads it (a test fills them with NaN), except the bound duals a warm start reads."""
+    return LPWork(np.empty((N_VEC, NV * H)), np.empty((4, NR, H)), np.empty((H, NR)), np.empty((H, NR, NR)),
+                  np.empty((H, NR, NR)), np.empty((H, NR)), np.empty((H, NR)), np.empty((NR - 1, H)), np.empty(H),
+                  np.empty((NR - 1, H)), np.empty((NR - 1, H)), np.empty((NR, NR)), np.empty(NR))
+
+
 @nb.njit(cache=True, error_model="numpy")
-def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
+def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y, work, warm):
     """Mehrotra predictor-corrector for min c.x s.t. A x = b (active rows), lo <= x <= hi, with A given
-    by (g, gain, k1, a, act) as in :func:`_Ax`; x, c, lo, hi (NV, H), b, y (NR, H). Writes the primal x
-    and the row duals y (0 in inactive rows); returns (iterations, converged). The variables of an
-    absent device (its row inactive) must be fixed (lo = hi). Other variables with hi - lo <= 1e-12
-    are fixed at lo too: the loops skip them where a stretch of a variable row is fixed
-    (:func:`_ranges`), and elsewhere their mask is 0.
+    by (g, gain, k1, a, act) as in :func:`_Ax`; x, c, lo, hi (NV, H), b, y (NR, H); work from
+    :func:`lp_work`. Writes the primal x and the row duals y (0 in inactive rows); returns (iterations,
+    converged). The variables of an absent device (its row inactive) must be fixed (lo = hi). Other
+    variables with hi - lo <= 1e-12 are fixed at lo too: the loops skip them where a stretch of a
+    variable row is fixed (:func:`_ranges`), and elsewhere their mask is 0.
+
+    ``warm``: start from x, y and the bound duals in ``work`` of the previous converged solve of an LP
+    with the same A, bounds pattern and costs (only b and box widths may differ; here: the same
+    prosumer with another appliance start), moved into the interior (WARM_PUSH, WARM_MU). Otherwise
+    x starts at the middle of its box, the bound duals at 1 and y at 0.
 
     An iteration: the last iteration's step and the new scaling (:func:`_update_and_scale`), the
     predictor's direction and step lengths, the corrector's right-hand side, direction and step
@@ -477,54 +521,77 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
     uf = hi.reshape(n)
     cf = c.reshape(n)
     rlo, rhi, nr = _ranges(H, act, lo, hi)
-    th2 = np.zeros((NV, H))
-    th = th2.reshape(n)
-    rt2 = np.zeros((NV, H))
-    rt = rt2.reshape(n)
-    ATdy2 = np.zeros((NV, H))  # A^T dy of the last direction
-    ATdy = ATdy2.reshape(n)
-    ATy = np.zeros(n)  # A^T y, updated with the steps (y starts at 0)
-    mask = np.zeros(n)
-    zl = np.zeros(n)
-    zu = np.zeros(n)
-    isl = np.zeros(n)
-    isu = np.zeros(n)
-    izl = np.zeros(n)
-    izu = np.zeros(n)
-    rd = np.zeros(n)
-    rl = np.zeros(n)
-    ru = np.zeros(n)
-    dxa = np.zeros(n)  # the predictor's direction
-    dx = np.zeros(n)  # the corrector's (the step taken)
-    dzl = np.zeros(n)
-    dzu = np.zeros(n)
+    rows, ns = _state_rows(act)
+    vec = work.vec
+    th = vec[V_TH]
+    th2 = th.reshape((NV, H))
+    rt = vec[V_RT]
+    rt2 = rt.reshape((NV, H))
+    ATdy = vec[V_ATDY]  # A^T dy of the last direction
+    ATdy2 = ATdy.reshape((NV, H))
+    ATy = vec[V_ATY]  # A^T y, updated with the steps
+    mask = vec[V_MASK]
+    zl = vec[V_ZL]
+    zu = vec[V_ZU]
+    isl = vec[V_ISL]
+    isu = vec[V_ISU]
+    izl = vec[V_IZL]
+    izu = vec[V_IZU]
+    rd = vec[V_RD]
+    rl = vec[V_RL]
+    ru = vec[V_RU]
+    dxa = vec[V_DXA]  # the predictor's direction
+    dx = vec[V_DX]  # the corrector's (the step taken)
+    dzl = vec[V_DZL]
+    dzu = vec[V_DZU]
+    rp = work.row[0]
+    Ax = work.row[1]
+    w = work.row[2]
+    dy = work.row[3]
+    # outside the ranges th and rt must be 0 (the factor and A rt read whole rows); everything else
+    # is written before it is read
+    th[:] = 0.0
+    rt[:] = 0.0
+    mask[:] = 0.0
     nfree = 0
     cnorm = 1.0
     for k in range(n):
-        xf[k] = lf[k]
+        if not warm:
+            xf[k] = lf[k]
     for s in range(nr):
         for k in range(rlo[s], rhi[s]):
-            if uf[k] - lf[k] > 1e-12:
+            w_k = uf[k] - lf[k]
+            if w_k > 1e-12:
                 mask[k] = 1.0
                 nfree += 1
-                xf[k] = lf[k] + min(0.5 * (uf[k] - lf[k]), START_OFFSET)
-                zl[k] = 1.0
-                zu[k] = 1.0
                 cnorm = max(cnorm, abs(cf[k]))
-    y[:] = 0.0
-    rp = np.zeros((NR, H))
-    Ax = np.zeros((NR, H))
-    w = np.zeros((NR, H))
-    zz = np.zeros((H, NR))
-    dy = np.zeros((NR, H))
-    Ls = np.zeros((H, NR, NR))
-    Ws = np.zeros((H, NR, NR))
-    Dg = np.zeros((H, NR))
-    Di = np.zeros((H, NR))
-    s0 = np.zeros((NR - 1, H))
-    d0i = np.zeros(H)
-    sd = np.zeros((NR - 1, H))
-    cc = np.zeros((NR - 1, H))
+                if warm:
+                    push = WARM_PUSH * min(w_k, 1.0)
+                    x_k = min(max(xf[k], lf[k] + push), uf[k] - push)
+                    xf[k] = x_k
+                    zl[k] = max(zl[k], WARM_MU / (x_k - lf[k]))
+                    zu[k] = max(zu[k], WARM_MU / (uf[k] - x_k))
+                else:
+                    xf[k] = lf[k] + min(0.5 * w_k, START_OFFSET)
+                    zl[k] = 1.0
+                    zu[k] = 1.0
+            else:
+                xf[k] = lf[k]
+                zl[k] = 0.0
+                zu[k] = 0.0
+    if warm:
+        for r in range(NR):
+            if not act[r]:
+                y[r, :] = 0.0
+        _ATy(H, g, gain, k1, a, act, y, ATdy2)  # A^T y (ATdy is free until the first direction)
+        for s in range(nr):
+            for k in range(rlo[s], rhi[s]):
+                ATy[k] = ATdy[k]
+    else:
+        y[:] = 0.0
+        for s in range(nr):
+            for k in range(rlo[s], rhi[s]):
+                ATy[k] = 0.0
     bnorm = 1.0
     for r in range(NR):
         if act[r]:
@@ -534,11 +601,12 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
     ap = 0.0  # the last iteration's step lengths, taken at the start of the next one
     ad = 0.0
     for it in range(max_iter + 1):
-        for r in range(NR):
-            if act[r]:
-                for t in range(H):
-                    y[r, t] += ad * dy[r, t]
-        dinf, gap = _update_and_scale(rlo, rhi, nr, ap, ad, xf, zl, zu, dx, dzl, dzu, ATy, ATdy, lf, uf, cf, mask,
+        if it > 0:
+            for r in range(NR):
+                if act[r]:
+                    for t in range(H):
+                        y[r, t] += ad * dy[r, t]
+        dinf, gap = _update_and_scale(it > 0, rlo, rhi, nr, ap, ad, xf, zl, zu, dx, dzl, dzu, ATy, ATdy, lf, uf, cf, mask,
                                       isl, isu, izl, izu, th, rt, rd)
         _Ax(H, g, gain, k1, a, act, x, Ax)
         pinf = 0.0
@@ -552,9 +620,11 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
         if it == max_iter:
             break
         mu = gap / n2
-        _factor(H, g, gain, k1, a, act, th2, s0, d0i, sd, cc, Ls, Ws, Dg, Di)
+        _factor(H, g, gain, k1, a, rows, ns, th2, work.s0, work.d0i, work.sd, work.cc, work.Ls, work.Ws, work.Dg,
+                work.Di, work.S, work.v)
         # predictor: the affine-scaling direction
-        _direction(H, g, gain, k1, a, act, s0, d0i, Ls, Ws, Di, rp, rt2, Ax, w, zz, dy, th, ATdy2, dxa, rlo, rhi, nr)
+        _direction(H, g, gain, k1, a, act, rows, ns, work.s0, work.d0i, work.Ls, work.Ws, work.Di, rp, rt2, Ax, w,
+                   work.zz, dy, th, ATdy2, dxa, rlo, rhi, nr)
         ap, ad, s1, s4 = _predictor_step(rlo, rhi, nr, dxa, zl, zu, isl, isu)
         # complementarity after that step, sum (sl + ap dx)(zl + ad dzl) + (su - ap dx)(zu + ad dzu),
         # expanded with the identities of _predictor_step
@@ -562,7 +632,8 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y):
         sigma = (max(ga, 0.0) / n2 / mu) ** 3 if mu > 0.0 else 0.0
         # corrector: centring + second-order correction
         _corrector_rhs(rlo, rhi, nr, sigma * mu, dxa, xf, lf, uf, mask, zl, zu, isl, isu, th, rd, rl, ru, rt)
-        _direction(H, g, gain, k1, a, act, s0, d0i, Ls, Ws, Di, rp, rt2, Ax, w, zz, dy, th, ATdy2, dx, rlo, rhi, nr)
+        _direction(H, g, gain, k1, a, act, rows, ns, work.s0, work.d0i, work.Ls, work.Ws, work.Di, rp, rt2, Ax, w,
+                   work.zz, dy, th, ATdy2, dx, rlo, rhi, nr)
         ap, ad, finite = _corrector_step(rlo, rhi, nr, dx, rl, ru, zl, zu, isl, isu, izl, izu, dzl, dzu)
         if not finite:  # the normal equations broke down (a stalled, degenerate LP): keep this iterate
             return it, False
