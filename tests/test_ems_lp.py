@@ -175,6 +175,18 @@ def test_lagrangian_bound_is_below_every_start_and_tight_at_the_solved_one():
                 assert bound <= v + 1e-6 * max(1.0, abs(v))
                 if s == s0:
                     assert bound >= v - 1e-5 * max(1.0, abs(v))
+            # the cheap bound the branch and bound screens starts with: by convexity psi_t rises by
+            # at least its slope at the base load times the appliance's power
+            seg_args = seg[:4] + seg[5:]  # supply_slopes takes no cost0
+            for t in range(H):
+                left, right = ems_lp.supply_slopes(t, pr.base_kw[i, t], *seg_args)
+                psi = ems_lp.supply_cost(t, pr.base_kw[i, t], *seg)
+                assert left <= right
+                for h in (1e-6, 0.3, 2.0, 7.5):
+                    assert ems_lp.supply_cost(t, pr.base_kw[i, t] + h, *seg) - psi >= h * right - 1e-9
+                    assert psi - ems_lp.supply_cost(t, pr.base_kw[i, t] - h, *seg) <= h * left + 1e-9
+                rise = (ems_lp.supply_cost(t, pr.base_kw[i, t] + 1e-7, *seg) - psi) / 1e-7
+                assert abs(rise - right) <= 1e-4 * max(1.0, abs(right))
 
 
 def test_step_length_maxima_as_bit_patterns_equal_the_float_maxima():

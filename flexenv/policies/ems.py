@@ -1505,9 +1505,10 @@ def _lp_plan_kernel(dt, base, pv, pi, pe, ci, ce,
     Appliance start, a best-first branch and bound over the starts: the first is the best start against
     the idle devices' net power; after each LP solve, weak duality with its state rows' duals gives every
     start a lower bound (:func:`ems_lp.lagrangian_segments`: per PTU, the cheapest way to meet that
-    start's load from the grid and the devices at their shadow prices) and the untried start with the
-    lowest bound is solved next, until no bound is below the best plan (proven)
-    or ``app_candidates`` solves are done."""
+    start's load from the grid and the devices at their shadow prices; a start is screened first with
+    the slopes of that cost at the base load, and only a start that passes gets the exact bound) and
+    the untried start with the lowest bound is solved next, warm from the last solve, until no bound
+    is below the best plan (proven) or ``app_candidates`` solves are done."""
     P, H = base.shape
     L = app_prof.shape[1]
     (out_bat, out_ev, out_hp, out_app, out_pv, out_start, s_bat, s_ev, s_hp, objective, stats) = _plan_outputs(P, H)
@@ -1539,6 +1540,8 @@ def _lp_plan_kernel(dt, base, pv, pi, pe, ci, ce,
         cost0 = np.empty(H)
         supply0 = np.empty(H)
         psi0 = np.empty(H)
+        slope_l = np.empty(H)  # the derivatives of psi_t at the base load
+        slope_r = np.empty(H)
         tried = np.zeros(H, dtype=np.bool_)
         best = np.inf
         best_lp = np.inf
@@ -1606,14 +1609,25 @@ def _lp_plan_kernel(dt, base, pv, pi, pe, ci, ce,
             for t in range(H):
                 psi0[t] = ems_lp.supply_cost(t, base[p, t], seg_p, seg_len, seg_n, ends, cost0, supply0)
                 bound += psi0[t]
+                slope_l[t], slope_r[t] = ems_lp.supply_slopes(t, base[p, t], seg_p, seg_len, seg_n, ends, supply0)
             nxt = -1
             low = np.inf
+            threshold = best_lp - APPLIANCE_PROOF_EUR
             for s_ in range(app_lo[p], app_hi[p] + 1):
+                # psi_t is convex: its slope at the base load times the appliance's power bounds the
+                # increase from below, and a start whose cheap bound is already at the threshold can
+                # neither be chosen nor stop the proof, so only the others get the exact bound
                 v = bound
                 for j in range(L):
                     if s_ + j < H:
-                        v += ems_lp.supply_cost(s_ + j, base[p, s_ + j] + app_prof[p, j], seg_p, seg_len, seg_n, ends,
-                                                cost0, supply0) - psi0[s_ + j]
+                        q = app_prof[p, j]
+                        v += q * (slope_r[s_ + j] if q >= 0.0 else slope_l[s_ + j])
+                if v < threshold:
+                    v = bound
+                    for j in range(L):
+                        if s_ + j < H:
+                            v += ems_lp.supply_cost(s_ + j, base[p, s_ + j] + app_prof[p, j], seg_p, seg_len, seg_n,
+                                                    ends, cost0, supply0) - psi0[s_ + j]
                 lb[s_] = max(lb[s_], v)
                 if not tried[s_] and lb[s_] < low:
                     low = lb[s_]

@@ -751,6 +751,23 @@ def supply_cost(t, demand_kw, seg_p, seg_len, seg_n, ends, cost0, supply0):
 
 
 @nb.njit(cache=True, error_model="numpy")
+def supply_slopes(t, demand_kw, seg_p, seg_len, seg_n, ends, supply0):
+    """The left and right derivatives of psi_t (:func:`supply_cost`) at ``demand_kw``, in EUR per kW."""
+    r = demand_kw - supply0[t]
+    left = ends[t, 0] if r <= 0.0 else ends[t, 1]
+    right = ends[t, 0] if r < 0.0 else ends[t, 1]
+    lo_kw = 0.0
+    for k in range(seg_n[t]):  # segment k covers r in [lo_kw, lo_kw + seg_len]
+        hi_kw = lo_kw + seg_len[t, k]
+        if lo_kw < r <= hi_kw:
+            left = seg_p[t, k]
+        if lo_kw <= r < hi_kw:
+            right = seg_p[t, k]
+        lo_kw = hi_kw
+    return left, right
+
+
+@nb.njit(cache=True, error_model="numpy")
 def lp_data(dt, load, pv, pi, pe, ci, ce, big_kw, w_cap,
             bat_cap, bat_pc, bat_pd, bat_ec, bat_ed, bat_keep, bat_e0,
             ev_cap, ev_pmax, ev_eta, ev_v2g, ev_lo, ev_hi, ev_need0,
