@@ -109,20 +109,21 @@ def test_lp_plan_reports_no_coarsening():
 
 
 def test_stalled_lp_keeps_its_last_finite_iterate():
-    # two prosumer-days of the speed benchmark's set whose LP stalls near its optimum (the duals of a
-    # degenerate EV row grow without bound) until the normal equations break down: the solver stops
-    # with its last finite iterate, which is the MILP optimum, instead of a NaN plan
+    # two prosumer-days of a speed-benchmark-like set whose LP stalls near its optimum (degenerate:
+    # duals grow without bound) until the normal equations break down: the solver stops with its last
+    # finite iterate, which is the MILP optimum, instead of a NaN plan (which days stall depends on
+    # the starting point; these do with START_DUAL)
     rng = np.random.default_rng(1)
-    probs = [ems.random_problem(rng, 500, 15, kind, caps) for kind in ems.PRICE_KINDS for caps in (False, True)][:5]
-    pb = ems.select(probs[4], [425, 431])
-    pr = ems.prepare(pb)
-    *_, stats = ems._lp_plan_kernel(*ems._lp_kernel_args(pr, LP))
-    assert np.all(stats[:, 2] == 1) and np.all(stats[:, 1] < ems.LP_MAX_ITERATIONS)  # stopped early
-    out = ems.execute_plan(pb, ems.plan(pb, LP))
-    assert np.all(np.isfinite(out.objective_eur))
-    for i in range(2):
-        r = milp.solve(ems.select(pb, slice(i, i + 1)))
-        assert abs(out.objective_eur[i] - r.objective_eur[0]) <= 1e-4 * abs(r.objective_eur[0]) + 1e-4
+    probs = [ems.random_problem(rng, 500, 15, kind, caps) for kind in ems.PRICE_KINDS for caps in (False, True)][:4]
+    for k, i in ((1, 204), (3, 117)):
+        pb = ems.select(probs[k], [i])
+        pr = ems.prepare(pb)
+        *_, stats = ems._lp_plan_kernel(*ems._lp_kernel_args(pr, LP))
+        assert stats[0, 2] == 1 and stats[0, 1] < ems.LP_MAX_ITERATIONS  # stopped early
+        out = ems.execute_plan(pb, ems.plan(pb, LP))
+        assert np.isfinite(out.objective_eur[0])
+        r = milp.solve(pb)
+        assert abs(out.objective_eur[0] - r.objective_eur[0]) <= 1e-4 * abs(r.objective_eur[0]) + 1e-4
 
 
 def _load_at(pr, i, start):

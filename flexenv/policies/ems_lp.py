@@ -46,6 +46,7 @@ DEVICE_VARS = ((BC, BE + 1), (EC, ES + 1), (HP, HH + 1))
 EPS_EUR_PER_KWH = 1.0e-7  # tie-break against charging and discharging at once
 COMFORT_SLACK_MAX_K = 100.0
 START_OFFSET = 1.0e9  # first iterate: lo + min(half the box, this)
+START_DUAL = 0.1  # first bound duals: this plus the variable's cost where it pushes towards that bound
 STEP_FRACTION = 0.995  # of the step to the boundary
 # The reductions over all variables (step lengths, residual norms, sums) are most of an iteration unless
 # they vectorise. LLVM vectorises a sum when allowed to reassociate it (REDUCE_FLAGS; the result is
@@ -509,7 +510,7 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y, work, wa
     ``warm``: start from x, y and the bound duals in ``work`` of the previous converged solve of an LP
     with the same A, bounds pattern and costs (only b and box widths may differ; here: the same
     prosumer with another appliance start), moved into the interior (WARM_PUSH, WARM_MU). Otherwise
-    x starts at the middle of its box, the bound duals at 1 and y at 0.
+    x starts at the middle of its box, y at 0 and the bound duals dual feasible (START_DUAL).
 
     An iteration: the last iteration's step and the new scaling (:func:`_update_and_scale`), the
     predictor's direction and step lengths, the corrector's right-hand side, direction and step
@@ -573,8 +574,8 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y, work, wa
                     zu[k] = max(zu[k], WARM_MU / (uf[k] - x_k))
                 else:
                     xf[k] = lf[k] + min(0.5 * w_k, START_OFFSET)
-                    zl[k] = 1.0
-                    zu[k] = 1.0
+                    zl[k] = START_DUAL + max(cf[k], 0.0)  # dual feasible: zl - zu = c (and A^T y = 0)
+                    zu[k] = START_DUAL + max(-cf[k], 0.0)
             else:
                 xf[k] = lf[k]
                 zl[k] = 0.0
