@@ -112,10 +112,10 @@ def test_stalled_lp_keeps_its_last_finite_iterate():
     # two prosumer-days of a speed-benchmark-like set whose LP stalls near its optimum (degenerate:
     # duals grow without bound) until the normal equations break down: the solver stops with its last
     # finite iterate, which is the MILP optimum, instead of a NaN plan (which days stall depends on
-    # the starting point; these do with START_DUAL)
-    rng = np.random.default_rng(1)
+    # the starting point; these do from the current one)
+    rng = np.random.default_rng(2)
     probs = [ems.random_problem(rng, 500, 15, kind, caps) for kind in ems.PRICE_KINDS for caps in (False, True)][:4]
-    for k, i in ((1, 204), (3, 117)):
+    for k, i in ((3, 180), (3, 181)):
         pb = ems.select(probs[k], [i])
         pr = ems.prepare(pb)
         *_, stats = ems._lp_plan_kernel(*ems._lp_kernel_args(pr, LP))

@@ -45,7 +45,7 @@ BAL = np.array([1.0, -1.0, 0.0, 1.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0, -1.0, 
 DEVICE_VARS = ((BC, BE + 1), (EC, ES + 1), (HP, HH + 1))
 EPS_EUR_PER_KWH = 1.0e-7  # tie-break against charging and discharging at once
 COMFORT_SLACK_MAX_K = 100.0
-START_OFFSET = 1.0e9  # first iterate: lo + min(half the box, this)
+START_OFFSET = 1.0e9  # first iterate: at most this above its lower bound
 START_DUAL = 0.1  # first bound duals: this plus the variable's cost where it pushes towards that bound
 STEP_FRACTION = 0.995  # of the step to the boundary
 # The reductions over all variables (step lengths, residual norms, sums) are most of an iteration unless
@@ -510,7 +510,8 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y, work, wa
     ``warm``: start from x, y and the bound duals in ``work`` of the previous converged solve of an LP
     with the same A, bounds pattern and costs (only b and box widths may differ; here: the same
     prosumer with another appliance start), moved into the interior (WARM_PUSH, WARM_MU). Otherwise
-    x starts at the middle of its box, y at 0 and the bound duals dual feasible (START_DUAL).
+    y starts at 0, the bound duals dual feasible (START_DUAL) and x where the two complementarity
+    products of each variable are equal.
 
     An iteration: the last iteration's step and the new scaling (:func:`_update_and_scale`), the
     predictor's direction and step lengths, the corrector's right-hand side, direction and step
@@ -573,9 +574,10 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y, work, wa
                     zl[k] = max(zl[k], WARM_MU / (x_k - lf[k]))
                     zu[k] = max(zu[k], WARM_MU / (uf[k] - x_k))
                 else:
-                    xf[k] = lf[k] + min(0.5 * w_k, START_OFFSET)
                     zl[k] = START_DUAL + max(cf[k], 0.0)  # dual feasible: zl - zu = c (and A^T y = 0)
                     zu[k] = START_DUAL + max(-cf[k], 0.0)
+                    # centred: sl zl = su zu, so a variable that costs starts nearer its lower bound
+                    xf[k] = lf[k] + min(w_k * zu[k] / (zl[k] + zu[k]), START_OFFSET)
             else:
                 xf[k] = lf[k]
                 zl[k] = 0.0
