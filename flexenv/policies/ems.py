@@ -65,11 +65,10 @@ from typing import NamedTuple
 
 import numba as nb
 import numpy as np
-from numba.core import types as nbt
-from numba.extending import intrinsic
 
 from flexenv.physics import devices as dv
 from flexenv.policies import ems_lp
+from flexenv.policies.nb_arrays import borrow
 
 BIG_KW = 1.0e6  # stands for "no cap" inside the numeric kernels
 
@@ -248,29 +247,6 @@ def prepare(pb: ProsumerProblem, pen: Penalties = Penalties()) -> Prepared:
 # Numeric kernel
 # =============================================================================================
 NMAX = 512  # max breakpoints of a value function per stage (coarsened beyond, counted)
-
-
-@intrinsic
-def _data_pointer(typingctx, arr):
-    """Pointer to the data of a C-contiguous array (see :func:`_borrow`)."""
-    if not isinstance(arr, nbt.Array) or arr.layout != "C":
-        return None  # typing error: only C-contiguous arrays can be borrowed
-
-    def codegen(context, builder, signature, args):
-        return context.make_array(signature.args[0])(context, builder, args[0]).data
-
-    return nbt.CPointer(arr.dtype)(arr), codegen
-
-
-@nb.njit(cache=True)
-def _borrow(a):
-    """The same array without a reference count, for the work arrays of the inner loops.
-
-    Numba updates an array's reference count (an atomic operation) each time the array is passed to
-    a function or a view of it is taken; in the DP's inner loops that was about half of the run
-    time. A borrowed view has none. It must not outlive ``a``: borrow only a function's own
-    arguments (the caller keeps them alive during the call), and never return or store the view."""
-    return nb.carray(_data_pointer(a), a.shape)
 
 
 @nb.njit(cache=True)
@@ -936,7 +912,7 @@ def _appliance_block(H, dt, prof, lo, hi, other, FX, FS, FN, FV):
 @nb.njit(cache=True)
 def _appliance_costs(H, prof, lo, hi, other, FX, FS, FN, FV, out):
     """Cost rate sum of every start in [lo, hi] against the PL cost (out[s - lo])."""
-    FX, FS = _borrow(FX), _borrow(FS)
+    FX, FS = borrow(FX), borrow(FS)
     L = prof.shape[0]
     for s in range(lo, hi + 1):
         c = 0.0
@@ -977,10 +953,10 @@ def _solve_block(d, H, dt, base, pwr, st, pen, mup, mum, rup, rdn, exch, radius,
     the DP is deterministic, so it would return that plan again. memo_coarse[d]: stages that DP
     coarsened (counted again); has_past[d]: mup/mum include the past part; buf_ok[d]: RLO..OUT_S[d]
     are that DP's (needed to add the past part later)."""
-    # the work arrays of the inner loops, without reference counting (see _borrow)
-    FX, FS, GX, GS = _borrow(FX), _borrow(FS), _borrow(GX), _borrow(GS)
-    vx, vv, tx, ty = _borrow(vx), _borrow(vv), _borrow(tx), _borrow(ty)
-    CX, CY = _borrow(CX), _borrow(CY)
+    # the work arrays of the inner loops, without reference counting (see nb_arrays.borrow)
+    FX, FS, GX, GS = borrow(FX), borrow(FS), borrow(GX), borrow(GS)
+    vx, vv, tx, ty = borrow(vx), borrow(vv), borrow(tx), borrow(ty)
+    CX, CY = borrow(CX), borrow(CY)
     for t in range(H):
         o = base[t]
         for e in range(4):
@@ -1055,7 +1031,7 @@ def _finish_past_values(pending, H, dt, S0, ALPHA, BETA, UMIN, UMAX, KC, KD, PW,
     for them. They are computed only when they are about to be read: the marginal values of a plan
     that is undone (a rejected exchange step) or re-planned first are never needed, so computing
     them at the DP was wasted most of the time. Same inputs, so the same values."""
-    tx, ty, qx, qy, CX, CY = _borrow(tx), _borrow(ty), _borrow(qx), _borrow(qy), _borrow(CX), _borrow(CY)
+    tx, ty, qx, qy, CX, CY = borrow(tx), borrow(ty), borrow(qx), borrow(qy), borrow(CX), borrow(CY)
     for d in range(3):
         if pending[d]:
             _past_values(H, dt, S0[d], ALPHA[d], BETA[d], UMIN[d], UMAX[d], KC[d], KD[d], PW[d], PLO[d], PHI[d],

@@ -36,6 +36,8 @@ import numpy as np
 from numba.core import types as nbt
 from numba.extending import intrinsic
 
+from flexenv.policies.nb_arrays import borrow
+
 NV, NR = 15, 4  # variables and rows per PTU
 BC, BD, BE, EC, ED, ES, HP, HM, HL, HH, PV, IM, VI, EX, VE = range(NV)
 # sign of each variable in the power balance row (consumption +)
@@ -133,15 +135,15 @@ def _ATy(H, g, gain, k1, a, act, y, out):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _state_rows(act):
-    """The active state rows (battery 1, EV 2, building 3) in order, and their number."""
-    rows = np.empty(NR - 1, dtype=np.int64)
+def _state_rows(act, rows):
+    """Fills rows (NR - 1,) with the active state rows (battery 1, EV 2, building 3) in order; returns
+    their number."""
     ns = 0
     for r in range(1, NR):
         if act[r]:
             rows[ns] = r
             ns += 1
-    return rows, ns
+    return ns
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -293,14 +295,13 @@ def _solve_n(H, Ls, Ws, Di, z, ns):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _ranges(H, act, lo, hi):
-    """Flat index ranges [lo, hi) in the (NV, H) layout that hold every free variable (hi - lo > 1e-12)
+def _ranges(H, act, lo, hi, rlo, rhi):
+    """Fills rlo, rhi (NV,) with flat index ranges [rlo, rhi) in the (NV, H) layout that hold every free variable (hi - lo > 1e-12)
     of the present devices: per variable row, from its first to its last free PTU (so the rows of an
     absent cap, of PV at night and of the EV outside its window cost nothing); adjacent ranges merged.
-    A variable outside the ranges stays at its lower bound with zero scaling, direction and duals."""
-    # unsigned: numba then skips its negative-index wrap-around, and the loops over them vectorise
-    rlo = np.empty(NV, dtype=np.uint64)
-    rhi = np.empty(NV, dtype=np.uint64)
+    A variable outside the ranges stays at its lower bound with zero scaling, direction and duals.
+    Returns the number of ranges. rlo, rhi unsigned: numba then skips its negative-index wrap-around,
+    and the loops over them vectorise."""
     nr = 0
     for d in range(4):
         if d == 3 or act[d + 1]:
@@ -322,7 +323,7 @@ def _ranges(H, act, lo, hi):
                     rlo[nr] = k0
                     rhi[nr] = j * H + t1
                     nr += 1
-    return rlo, rhi, nr
+    return nr
 
 
 @nb.njit(cache=True, error_model="numpy", fastmath=REDUCE_FLAGS)
@@ -476,6 +477,9 @@ class LPWork(NamedTuple):
     cc: np.ndarray
     S: np.ndarray  # (NR, NR) block work arrays of _factor_n
     v: np.ndarray  # (NR,)
+    rlo: np.ndarray  # (NV,) uint64: the index ranges of _ranges
+    rhi: np.ndarray
+    rows: np.ndarray  # (NR - 1,) int64: the active state rows
 
 
 # rows of LPWork.vec
@@ -495,7 +499,8 @@ def lp_work(H):
     before it reads it (a test fills them with NaN), except the bound duals a warm start reads."""
     return LPWork(np.empty((N_VEC, NV * H)), np.empty((4, NR, H)), np.empty((H, NR)), np.empty((H, NR, NR)),
                   np.empty((H, NR, NR)), np.empty((H, NR)), np.empty((H, NR)), np.empty((NR - 1, H)), np.empty(H),
-                  np.empty((NR - 1, H)), np.empty((NR - 1, H)), np.empty((NR, NR)), np.empty(NR))
+                  np.empty((NR - 1, H)), np.empty((NR - 1, H)), np.empty((NR, NR)), np.empty(NR),
+                  np.empty(NV, dtype=np.uint64), np.empty(NV, dtype=np.uint64), np.empty(NR - 1, dtype=np.int64))
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -518,12 +523,20 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y, work, wa
     lengths. The complementarity after the predictor step comes from sums of the predictor's
     step-length pass rather than from a pass of its own."""
     n = NV * H
+    # every array of the iterations without reference counting (nb_arrays.borrow): passing ~20 arrays
+    # to each pass otherwise costs two atomic updates per array and call
+    x, y, b, c, lo, hi = borrow(x), borrow(y), borrow(b), borrow(c), borrow(lo), borrow(hi)
     xf = x.reshape(n)
     lf = lo.reshape(n)
     uf = hi.reshape(n)
     cf = c.reshape(n)
-    rlo, rhi, nr = _ranges(H, act, lo, hi)
-    rows, ns = _state_rows(act)
+    gain, g, act = borrow(gain), borrow(g), borrow(act)
+    work = LPWork(borrow(work.vec), borrow(work.row), borrow(work.zz), borrow(work.Ls), borrow(work.Ws), borrow(work.Dg),
+                  borrow(work.Di), borrow(work.s0), borrow(work.d0i), borrow(work.sd), borrow(work.cc), borrow(work.S),
+                  borrow(work.v), borrow(work.rlo), borrow(work.rhi), borrow(work.rows))
+    rlo, rhi, rows = work.rlo, work.rhi, work.rows
+    nr = _ranges(H, act, lo, hi, rlo, rhi)
+    ns = _state_rows(act, rows)
     vec = work.vec
     th = vec[V_TH]
     th2 = th.reshape((NV, H))
