@@ -1466,6 +1466,46 @@ def _lp_plan_one(dt, base, pv, pi, pe, ci, ce, w_cap,
 APPLIANCE_PROOF_EUR = 1.0e-6  # a start whose lower bound is within this of the best plan is not tried
 
 
+@nb.njit(cache=True)
+def _start_bounds(H, base, prof, s_lo, s_hi, bound, threshold, seg_p, seg_len, seg_n, ends, cost0, supply0, psi0,
+                  slope_l, slope_r, lb, tried):
+    """Raise lb[s] to the weak-duality bound of every appliance start s in [s_lo, s_hi]: ``bound`` (the
+    constant of :func:`ems_lp.lagrangian_segments`) plus, per PTU, the supply cost psi_t of the load with
+    that start. Returns the untried start with the lowest bound and that bound (-1, inf: none).
+
+    psi_t is convex: its slope at the base load times the appliance's power bounds the increase from
+    below, and a start whose cheap bound is already at ``threshold`` can neither be chosen nor stop
+    the proof, so only the others get the exact bound. The work arrays are borrowed (psi_t is
+    evaluated for thousands of start and PTU pairs)."""
+    seg_p, seg_len, seg_n, ends, cost0, supply0 = borrow(seg_p), borrow(seg_len), borrow(seg_n), borrow(ends), \
+        borrow(cost0), borrow(supply0)
+    psi0, slope_l, slope_r, lb, tried = borrow(psi0), borrow(slope_l), borrow(slope_r), borrow(lb), borrow(tried)
+    L = prof.shape[0]
+    for t in range(H):
+        psi0[t] = ems_lp.supply_cost(t, base[t], seg_p, seg_len, seg_n, ends, cost0, supply0)
+        bound += psi0[t]
+        slope_l[t], slope_r[t] = ems_lp.supply_slopes(t, base[t], seg_p, seg_len, seg_n, ends, supply0)
+    nxt = -1
+    low = np.inf
+    for s in range(s_lo, s_hi + 1):
+        v = bound
+        for j in range(L):
+            if s + j < H:
+                q = prof[j]
+                v += q * (slope_r[s + j] if q >= 0.0 else slope_l[s + j])
+        if v < threshold:
+            v = bound
+            for j in range(L):
+                if s + j < H:
+                    v += ems_lp.supply_cost(s + j, base[s + j] + prof[j], seg_p, seg_len, seg_n, ends, cost0,
+                                            supply0) - psi0[s + j]
+        lb[s] = max(lb[s], v)
+        if not tried[s] and lb[s] < low:
+            low = lb[s]
+            nxt = s
+    return nxt, low
+
+
 @nb.njit(cache=True, parallel=True)
 def _lp_plan_kernel(dt, base, pv, pi, pe, ci, ce,
                     bat_cap, bat_pc, bat_pd, bat_ec, bat_ed, bat_keep, bat_e0,
@@ -1582,32 +1622,8 @@ def _lp_plan_kernel(dt, base, pv, pi, pe, ci, ce,
             g, k1, a, act, const = shape
             bound = const + ems_lp.lagrangian_segments(H, g, hp_gain[p], k1, a, act, b, c, lo, hi, y, ci[p], ce[p],
                                                        BIG_KW, seg_p, seg_len, seg_n, ends, cost0, supply0)
-            for t in range(H):
-                psi0[t] = ems_lp.supply_cost(t, base[p, t], seg_p, seg_len, seg_n, ends, cost0, supply0)
-                bound += psi0[t]
-                slope_l[t], slope_r[t] = ems_lp.supply_slopes(t, base[p, t], seg_p, seg_len, seg_n, ends, supply0)
-            nxt = -1
-            low = np.inf
-            threshold = best_lp - APPLIANCE_PROOF_EUR
-            for s_ in range(app_lo[p], app_hi[p] + 1):
-                # psi_t is convex: its slope at the base load times the appliance's power bounds the
-                # increase from below, and a start whose cheap bound is already at the threshold can
-                # neither be chosen nor stop the proof, so only the others get the exact bound
-                v = bound
-                for j in range(L):
-                    if s_ + j < H:
-                        q = app_prof[p, j]
-                        v += q * (slope_r[s_ + j] if q >= 0.0 else slope_l[s_ + j])
-                if v < threshold:
-                    v = bound
-                    for j in range(L):
-                        if s_ + j < H:
-                            v += ems_lp.supply_cost(s_ + j, base[p, s_ + j] + app_prof[p, j], seg_p, seg_len, seg_n,
-                                                    ends, cost0, supply0) - psi0[s_ + j]
-                lb[s_] = max(lb[s_], v)
-                if not tried[s_] and lb[s_] < low:
-                    low = lb[s_]
-                    nxt = s_
+            nxt, low = _start_bounds(H, base[p], app_prof[p], app_lo[p], app_hi[p], bound, best_lp - APPLIANCE_PROOF_EUR,
+                                     seg_p, seg_len, seg_n, ends, cost0, supply0, psi0, slope_l, slope_r, lb, tried)
             if nxt < 0 or low >= best_lp - APPLIANCE_PROOF_EUR:
                 stats[p, 3] = 1
                 break
