@@ -1622,9 +1622,10 @@ def _lp_plan_kernel(dt, base, pv, pi, pe, ci, ce,
             g, k1, a, act, const = shape
             bound = const + ems_lp.lagrangian_segments(H, g, hp_gain[p], k1, a, act, b, c, lo, hi, y, ci[p], ce[p],
                                                        BIG_KW, seg_p, seg_len, seg_n, ends, cost0, supply0)
-            nxt, low = _start_bounds(H, base[p], app_prof[p], app_lo[p], app_hi[p], bound, best_lp - APPLIANCE_PROOF_EUR,
+            threshold = best_lp - APPLIANCE_PROOF_EUR
+            nxt, low = _start_bounds(H, base[p], app_prof[p], app_lo[p], app_hi[p], bound, threshold,
                                      seg_p, seg_len, seg_n, ends, cost0, supply0, psi0, slope_l, slope_r, lb, tried)
-            if nxt < 0 or low >= best_lp - APPLIANCE_PROOF_EUR:
+            if nxt < 0 or low >= threshold:
                 stats[p, 3] = 1
                 break
             start = nxt

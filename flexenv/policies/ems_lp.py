@@ -296,8 +296,8 @@ def _solve_n(H, Ls, Ws, Di, z, ns):
 
 @nb.njit(cache=True, error_model="numpy")
 def _ranges(H, act, lo, hi, rlo, rhi):
-    """Fills rlo, rhi (NV,) with flat index ranges [rlo, rhi) in the (NV, H) layout that hold every free variable (hi - lo > 1e-12)
-    of the present devices: per variable row, from its first to its last free PTU (so the rows of an
+    """Fills rlo, rhi (NV,) with flat index ranges [rlo, rhi) in the (NV, H) layout that hold every free
+    variable (hi - lo > 1e-12) of the present devices: per variable row, from its first to its last free PTU (so the rows of an
     absent cap, of PV at night and of the EV outside its window cost nothing); adjacent ranges merged.
     A variable outside the ranges stays at its lower bound with zero scaling, direction and duals.
     Returns the number of ranges. rlo, rhi unsigned: numba then skips its negative-index wrap-around,
@@ -332,8 +332,8 @@ def _update_and_scale(step, rlo, rhi, nr, ap, ad, xf, zl, zu, dx, dzl, dzu, ATy,
     """Take the step of the last iteration (if ``step``: not before the first) in x, the bound duals and
     ATy = A^T y (ATdy = A^T dy of that step), then compute the new iterate's inverse slacks and bound
     duals, scaling th, dual residual rd and affine right-hand side rt; returns the dual infeasibility
-    and the complementarity gap. Fixed variables inside the ranges
-    have mask 0, which zeroes their inverses, scaling and residual without a branch."""
+    and the complementarity gap. Fixed variables inside the ranges have mask 0, which zeroes their
+    inverses, scaling and residual without a branch."""
     for s in range(nr if step else 0):  # separate loops with few arrays each: each of them vectorises
         for k in range(rlo[s], rhi[s]):
             xf[k] += ap * dx[k]
@@ -388,8 +388,8 @@ def _predictor_step(rlo, rhi, nr, dx, zl, zu, isl, isu):
             d = dx[k]
             a_l = d * isl[k]
             a_u = d * isu[k]
-            inv_p = max(inv_p, _bits(-a_l if -a_l > a_u else a_u))
-            inv_d = max(inv_d, _bits(1.0 + a_l if a_l > -a_u else 1.0 - a_u))
+            inv_p = max(inv_p, _bits(max(-a_l, a_u)))
+            inv_d = max(inv_d, _bits(max(1.0 + a_l, 1.0 - a_u)))
             s1 += d * (zl[k] - zu[k])
             s4 += d * (zl[k] * a_l + zu[k] * a_u)
     return 1.0 / _from_bits(inv_p), 1.0 / _from_bits(inv_d), s1, s4
@@ -431,12 +431,8 @@ def _corrector_step(rlo, rhi, nr, dx, rl, ru, zl, zu, isl, isu, izl, izu, dzl, d
             dz_u = (ru[k] + zu[k] * d) * isu[k]
             dzl[k] = dz_l
             dzu[k] = dz_u
-            p_l = -d * isl[k]
-            p_u = d * isu[k]
-            d_l = -dz_l * izl[k]
-            d_u = -dz_u * izu[k]
-            inv_p = max(inv_p, _bits(p_l if p_l > p_u else p_u))
-            inv_d = max(inv_d, _bits(d_l if d_l > d_u else d_u))
+            inv_p = max(inv_p, _bits(max(-d * isl[k], d * isu[k])))
+            inv_d = max(inv_d, _bits(max(-dz_l * izl[k], -dz_u * izu[k])))
             total += d + dz_l + dz_u
     return 1.0 / _from_bits(inv_p), 1.0 / _from_bits(inv_d), np.isfinite(total)
 
@@ -461,8 +457,8 @@ def _direction(H, g, gain, k1, a, act, rows, ns, s0, d0i, Ls, Ws, Di, rp, rt2, A
 
 class LPWork(NamedTuple):
     """Work arrays of :func:`lp_solve` for one horizon: allocated once by :func:`lp_work` and reused by
-    every solve of a thread (allocating them per solve cost more than a few iterations). After a
-    converged solve ``vec`` holds its bound duals, the start of a warm solve."""
+    every solve of a prosumer (instead of about 30 allocations per solve and 5 per iteration). After
+    a converged solve ``vec`` holds its bound duals, the start of a warm solve."""
 
     vec: np.ndarray  # (N_VEC, NV * H): one per-variable vector per row, named by the V_* constants
     row: np.ndarray  # (4, NR, H): primal residual, A x, a solve's right-hand side, the row-dual direction
@@ -488,7 +484,7 @@ class LPWork(NamedTuple):
 N_VEC = 18
 # A warm start moves the previous optimum into the interior: each free variable at least this share of
 # its box (at most 1 unit) from its bounds, each bound dual at least WARM_MU / its slack (both chosen
-# on the benchmark's prosumer-days: smaller values stall near the old face, larger ones forget it).
+# by trying a few values on the benchmark's prosumer-days; a much smaller push made warm solves slower).
 WARM_PUSH = 0.1
 WARM_MU = 1.0e-3
 
@@ -570,9 +566,8 @@ def lp_solve(H, g, gain, k1, a, b, c, lo, hi, act, tol, max_iter, x, y, work, wa
     mask[:] = 0.0
     nfree = 0
     cnorm = 1.0
-    for k in range(n):
-        if not warm:
-            xf[k] = lf[k]
+    if not warm:
+        xf[:] = lf
     for s in range(nr):
         for k in range(rlo[s], rhi[s]):
             w_k = uf[k] - lf[k]
